@@ -1,0 +1,3 @@
+from nacento_sync.cli import main
+
+main()

@@ -1,0 +1,203 @@
+"""The engine: feed → batches → look-ups → plan → apply → report.
+
+Per batch: one product look-up, the ETags of its images (outside any lock), then one transaction
+that locks the products in a fixed order, reads their galleries, plans and writes. A failing batch
+is retried SKU by SKU so one bad SKU cannot fail the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import pymysql
+
+from nacento_sync import magento
+from nacento_sync.magento import AMBIGUOUS, NOT_FOUND, Product, Schema, Writer
+from nacento_sync.models import Item, Rejection, sku_key
+from nacento_sync.plan import Mode, ProductPlan, plan_product
+from nacento_sync.report import ReportBuilder
+from nacento_sync.storage import Storage, StorageFailure
+
+log = logging.getLogger("nacento_sync")
+
+
+@dataclass
+class Options:
+    mode: Mode = "merge"
+    dry_run: bool = False
+    allow_empty: bool = False
+    batch_size: int = 200
+
+
+@dataclass
+class Counters:
+    """Run-wide figures the CLI needs after the run."""
+
+    looked_up: int = 0
+    found: int = 0
+    batches: int = 0
+    statements: int = 0
+    skus: int = 0
+
+
+@dataclass
+class Engine:
+    conn: object
+    schema: Schema
+    storage: Storage
+    options: Options
+    report: ReportBuilder
+    on_progress: Callable[[int], None] = lambda n: None
+    counters: Counters = field(default_factory=Counters)
+    stop_requested: bool = False
+    _seen: dict[str, str] = field(default_factory=dict)  # sku key → source of its first item
+
+    async def run(self, records: Iterable[Item | Rejection]) -> None:
+        """Consume the feed in batches of distinct SKUs; stops after the current batch when asked."""
+        batch: dict[str, Item] = {}
+        early: dict[str, list[str]] = {}
+        for rec in records:
+            if isinstance(rec, Rejection):
+                self.report.reject(rec)
+                continue
+            key = sku_key(rec.sku)
+            if key in batch:
+                early.setdefault(key, []).append(
+                    f"duplicate_sku: {rec.sku!r} at {rec.source} replaces the item at {batch[key].source}")
+                del batch[key]
+            elif key in self._seen:
+                early.setdefault(key, []).append(
+                    f"duplicate_sku: {rec.sku!r} at {rec.source} applied after the item at {self._seen[key]}")
+            self._seen.setdefault(key, rec.source)
+            batch[key] = rec
+            if len(batch) >= self.options.batch_size:
+                await self.sync_batch(list(batch.values()), early)
+                batch, early = {}, {}
+                if self.stop_requested:
+                    return
+        if batch and not self.stop_requested:
+            await self.sync_batch(list(batch.values()), early)
+
+    async def sync_batch(self, items: list[Item], early: dict[str, list[str]] | None = None) -> None:
+        early = early or {}
+        self.counters.batches += 1
+        found = await magento.find_products(self.conn, self.schema, [i.sku for i in items])
+        await self.conn.rollback()  # end the read snapshot before the storage look-ups
+
+        ready: list[tuple[Item, Product, list[str]]] = []
+        by_entity: dict[int, int] = {}
+        for item in items:
+            warnings = list(early.get(sku_key(item.sku), [])) + list(item.warnings)
+            product = found[item.sku]
+            if product in (NOT_FOUND, AMBIGUOUS):
+                self.report.add(item.sku, error=str(product), warnings=warnings)
+                continue
+            assert isinstance(product, Product)
+            unknown = {r for im in item.images for r in im.roles} - set(self.schema.roles)
+            warnings += [f"role_unavailable: this store has no {r!r} attribute; role not written"
+                         for r in sorted(unknown)]
+            if product.future_rows:
+                warnings.append(f"staging_future_rows: {product.future_rows} scheduled update(s) of this "
+                                "product keep their own gallery; only the active version was changed")
+            if product.entity_id in by_entity:  # two spellings the collation sees as one SKU
+                prev = ready[by_entity[product.entity_id]]
+                warnings.append(f"duplicate_sku: {item.sku!r} at {item.source} replaces {prev[0].sku!r} "
+                                f"at {prev[0].source}")
+                self.report.add(prev[0].sku, product_id=product.entity_id, warnings=prev[2])
+                ready[by_entity[product.entity_id]] = (item, product, warnings)
+                continue
+            by_entity[product.entity_id] = len(ready)
+            ready.append((item, product, warnings))
+
+        paths = [im.path for item, _, _ in ready for im in item.images]
+        etags = await self.storage.etags(paths)
+        self.counters.looked_up += len(etags)
+        self.counters.found += sum(1 for v in etags.values() if isinstance(v, str))
+        writable = []
+        for item, product, warnings in ready:
+            failures = [etags[im.path] for im in item.images if isinstance(etags[im.path], StorageFailure)]
+            if failures:
+                warnings += [f"storage_error: {f.key}: {f.reason}" for f in failures]
+                self.report.add(item.sku, product_id=product.entity_id, error="storage_error", warnings=warnings)
+            else:
+                writable.append((item, product, warnings))
+
+        try:
+            plans = await self._transaction(writable, etags)
+        except pymysql.err.MySQLError as e:
+            await self._rollback()
+            if len(writable) == 1:
+                self._database_error(writable[0], e)
+                return
+            log.warning("batch failed (%s); retrying its %d SKUs one by one", e, len(writable))
+            plans = {}
+            for one in writable:
+                try:
+                    plans.update(await self._transaction([one], etags))
+                except pymysql.err.MySQLError as e1:
+                    await self._rollback()
+                    self._database_error(one, e1)
+        for item, product, warnings in writable:
+            if product.link_id not in plans:
+                continue
+            plan = plans[product.link_id]
+            if plan is None:  # deleted between the look-up and the lock
+                self.report.add(item.sku, error=NOT_FOUND, warnings=warnings)
+                continue
+            self.report.add(item.sku, product_id=product.entity_id, stats=plan.stats, warnings=warnings,
+                            changed=plan.writes and not self.options.dry_run)
+        self.counters.skus += len(items)
+        self.on_progress(len(items))
+
+    async def _transaction(self, ready, etags) -> dict[int, ProductPlan | None]:
+        """Lock, read, plan and write these products in one transaction (retried on deadlock)."""
+        for attempt in range(3):
+            try:
+                return await self._transaction_once(ready, etags)
+            except pymysql.err.OperationalError as e:
+                if e.args and e.args[0] in magento.RETRIABLE and attempt < 2:
+                    await self._rollback()
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    async def _transaction_once(self, ready, etags) -> dict[int, ProductPlan | None]:
+        if not ready:
+            return {}
+        links = sorted(p.link_id for _, p, _ in ready)
+        if self.options.dry_run:
+            present = set(links)
+        else:
+            present = await magento.lock_products(self.conn, self.schema, links)
+        states = await magento.read_states(self.conn, self.schema, sorted(present))
+        plans: dict[int, ProductPlan | None] = {}
+        key = self.storage.key
+        for item, product, _ in ready:
+            if product.link_id not in present:
+                plans[product.link_id] = None
+                continue
+            item_etags = {im.path: etags[im.path] for im in item.images}
+            plans[product.link_id] = plan_product(item, states[product.link_id], item_etags, self.options.mode,
+                                                  self.options.allow_empty, object_key=key)
+        if self.options.dry_run:
+            await self.conn.rollback()
+            return plans
+        async with self.conn.cursor() as cur:
+            writer = Writer(cur, self.schema)
+            await writer.apply(op for plan in plans.values() if plan for op in plan.ops)
+            self.counters.statements += writer.statements
+        await self.conn.commit()
+        return plans
+
+    async def _rollback(self) -> None:
+        with contextlib.suppress(pymysql.err.MySQLError):
+            await self.conn.rollback()
+
+    def _database_error(self, ready_item, err: Exception) -> None:
+        item, product, warnings = ready_item
+        log.error("SKU %r failed: %s", item.sku, err)
+        self.report.add(item.sku, product_id=product.entity_id, error="database_error",
+                        warnings=[*warnings, f"database_error: {err}"])

@@ -1,0 +1,484 @@
+"""The database adapter: Magento 2.4.8's schema, read in a constant number of queries per batch.
+
+All SQL lives here, parameterized. Table names carry the configured prefix; the link field of the
+product value tables is `entity_id` (Open Source) or `row_id` (Adobe Commerce), detected from the
+schema; on Adobe Commerce the product's active staging row is the one written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import aiomysql
+import pymysql
+
+from nacento_sync.config import DatabaseConfig
+from nacento_sync.models import MANAGED_ROLES, ROLE_LABELS
+from nacento_sync.plan import (
+    DeleteAttribute,
+    DeleteValueRows,
+    Entry,
+    InsertEntry,
+    InsertValueRow,
+    Op,
+    ProductState,
+    RemoveEntry,
+    SetAttribute,
+    SetEntryValue,
+    UpdateValueRow,
+    UpsertMeta,
+    ValueRow,
+)
+
+META_TABLE = "nacento_media_gallery_meta"
+ATTRIBUTES = ("media_gallery", *MANAGED_ROLES, *ROLE_LABELS.values())
+#: Rows per multi-row statement: keeps packets well under max_allowed_packet.
+CHUNK = 1000
+#: MySQL/MariaDB error numbers worth retrying a transaction for.
+RETRIABLE = {1205, 1213}
+
+
+class DatabaseAccessError(Exception):
+    """The database cannot be reached or refuses us (exit code 3)."""
+
+
+class SchemaError(Exception):
+    """The database does not look like the Magento schema we write (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class Product:
+    """A product found by SKU: its entity_id, the link id we write to, and its scheduled updates."""
+
+    entity_id: int
+    link_id: int
+    future_rows: int = 0
+
+
+NOT_FOUND = "product_not_found"
+AMBIGUOUS = "ambiguous_sku"
+
+
+@dataclass
+class Schema:
+    """What we learned about this store's tables once per run."""
+
+    prefix: str
+    link: str
+    attribute_ids: dict[str, int]
+    sku_collation: str
+    sku_charset: str
+    staging_version: int | None = None
+    returning: bool = False
+    has_meta: bool = True
+    attribute_codes: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.attribute_codes = {v: k for k, v in self.attribute_ids.items()}
+
+    def t(self, name: str) -> str:
+        return f"`{self.prefix}{name}`"
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """Role codes this store has (swatch_image exists only with Magento_Swatches)."""
+        return tuple(r for r in MANAGED_ROLES if r in self.attribute_ids)
+
+
+def _ph(n: int) -> str:
+    return ", ".join(["%s"] * n)
+
+
+def _chunks(seq: Sequence, size: int = CHUNK):
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]
+
+
+async def connect(cfg: DatabaseConfig, **kw) -> aiomysql.Connection:
+    """Open one connection (utf8mb4, autocommit off); access problems become DatabaseAccessError."""
+    args = dict(
+        user=cfg.user,
+        password=cfg.password.get_secret_value(),
+        db=cfg.name,
+        charset="utf8mb4",
+        autocommit=False,
+        connect_timeout=10,
+    )
+    if cfg.unix_socket:
+        args["unix_socket"] = cfg.unix_socket
+    else:
+        args.update(host=cfg.host, port=cfg.port)
+    try:
+        return await aiomysql.connect(**args, **kw)
+    except pymysql.err.OperationalError as e:
+        code = e.args[0] if e.args else 0
+        where = cfg.unix_socket or f"{cfg.host}:{cfg.port}"
+        raise DatabaseAccessError(f"cannot connect to MySQL at {where} as {cfg.user!r} (database "
+                                  f"{cfg.name!r}): error {code}") from None
+    except OSError as e:
+        raise DatabaseAccessError(f"cannot connect to MySQL: {e}") from None
+
+
+async def _table_exists(cur, name: str) -> bool:
+    await cur.execute(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = %s",
+        (name,),
+    )
+    return (await cur.fetchone())[0] > 0
+
+
+async def detect_schema(conn, prefix: str) -> Schema:
+    """Link field, staging version, attribute ids and collation of this store, in a few queries."""
+    async with conn.cursor() as cur:
+        await cur.execute(
+            "SELECT column_name, collation_name, character_set_name FROM information_schema.columns "
+            "WHERE table_schema = DATABASE() AND table_name = %s",
+            (f"{prefix}catalog_product_entity",),
+        )
+        cols = {r[0].lower(): (r[1], r[2]) for r in await cur.fetchall()}
+        if "sku" not in cols:
+            raise SchemaError(
+                f"table {prefix}catalog_product_entity not found: check database.name and database.table_prefix"
+            )
+        link = "row_id" if "row_id" in cols else "entity_id"
+        collation, charset = cols["sku"]
+        if not re.fullmatch(r"\w+", collation or "") or not re.fullmatch(r"\w+", charset or ""):
+            collation, charset = "utf8mb4_general_ci", "utf8mb4"
+        await cur.execute(
+            f"SELECT a.attribute_code, a.attribute_id FROM `{prefix}eav_attribute` a "
+            f"JOIN `{prefix}eav_entity_type` t ON t.entity_type_id = a.entity_type_id "
+            f"WHERE t.entity_type_code = 'catalog_product' AND a.attribute_code IN ({_ph(len(ATTRIBUTES))})",
+            ATTRIBUTES,
+        )
+        ids = {code: int(aid) for code, aid in await cur.fetchall()}
+        if "media_gallery" not in ids:
+            raise SchemaError("product attribute media_gallery not found in eav_attribute")
+        version = None
+        if link == "row_id":
+            version = 1
+            await cur.execute(f"SELECT flag_data FROM `{prefix}flag` WHERE flag_code = 'staging'")
+            row = await cur.fetchone()
+            if row and row[0]:
+                try:
+                    version = int(json.loads(row[0]).get("current_version", 1))
+                except (ValueError, TypeError, AttributeError):
+                    version = 1
+        await cur.execute("SELECT VERSION()")
+        server = (await cur.fetchone())[0]
+        returning = _mariadb_at_least(server, (10, 5))
+        has_meta = await _table_exists(cur, f"{prefix}{META_TABLE}")
+    await conn.rollback()
+    return Schema(prefix, link, ids, collation, charset, version, returning, has_meta)
+
+
+def _mariadb_at_least(version: str, wanted: tuple[int, int]) -> bool:
+    m = re.match(r"(\d+)\.(\d+)", version)
+    return "mariadb" in version.lower() and bool(m) and (int(m[1]), int(m[2])) >= wanted
+
+
+# ---------------------------------------------------------------- our meta table
+
+
+def meta_ddl(prefix: str) -> str:
+    """`nacento_media_gallery_meta`, exactly as the original module created it."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS `{prefix}{META_TABLE}` (\n"
+        "  `record_id` INT UNSIGNED NOT NULL,\n"
+        "  `s3_etag` VARCHAR(255) NULL DEFAULT NULL,\n"
+        "  `updated_at` TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,\n"
+        "  PRIMARY KEY (`record_id`),\n"
+        f"  CONSTRAINT `{prefix}NACENTO_MEDIA_GALLERY_META_RECORD_ID` FOREIGN KEY (`record_id`)\n"
+        f"    REFERENCES `{prefix}catalog_product_entity_media_gallery_value` (`record_id`) ON DELETE CASCADE\n"
+        ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+    )
+
+
+async def install_meta(conn, prefix: str) -> bool:
+    """Create the meta table if missing; returns True when it was created."""
+    async with conn.cursor() as cur:
+        if await _table_exists(cur, f"{prefix}{META_TABLE}"):
+            return False
+        await cur.execute(meta_ddl(prefix))
+    await conn.commit()
+    return True
+
+
+async def uninstall_meta(conn, prefix: str) -> bool:
+    async with conn.cursor() as cur:
+        if not await _table_exists(cur, f"{prefix}{META_TABLE}"):
+            return False
+        await cur.execute(f"DROP TABLE `{prefix}{META_TABLE}`")
+    await conn.commit()
+    return True
+
+
+async def meta_status(conn, prefix: str) -> dict:
+    async with conn.cursor() as cur:
+        exists = await _table_exists(cur, f"{prefix}{META_TABLE}")
+        rows = None
+        if exists:
+            await cur.execute(f"SELECT COUNT(*) FROM `{prefix}{META_TABLE}`")
+            rows = (await cur.fetchone())[0]
+    await conn.rollback()
+    return {"table": f"{prefix}{META_TABLE}", "exists": exists, "rows": rows}
+
+
+# ---------------------------------------------------------------- reading
+
+
+async def find_products(conn, schema: Schema, skus: Sequence[str]) -> dict[str, Product | str]:
+    """Map each SKU (as given) to its product, NOT_FOUND or AMBIGUOUS, in one query.
+
+    The database compares with the `sku` column's own collation, so matching is exactly Magento's.
+    """
+    if not skus:
+        return {}
+    staged = schema.staging_version is not None
+    extra = ", p.created_in, p.updated_in" if staged else ""
+    derived = " UNION ALL ".join(["SELECT %s AS k"] * len(skus))
+    sql = (
+        f"SELECT q.k, p.entity_id, p.{schema.link}{extra} FROM ({derived}) q "
+        f"JOIN {schema.t('catalog_product_entity')} p "
+        f"ON p.sku = CONVERT(q.k USING {schema.sku_charset}) COLLATE {schema.sku_collation}"
+    )
+    found: dict[str, list[tuple]] = defaultdict(list)
+    async with conn.cursor() as cur:
+        await cur.execute(sql, list(skus))
+        for row in await cur.fetchall():
+            found[row[0]].append(row[1:])
+    out: dict[str, Product | str] = {}
+    for sku in skus:
+        rows = found.get(sku, [])
+        entities = {r[0] for r in rows}
+        if not entities:
+            out[sku] = NOT_FOUND
+        elif len(entities) > 1:
+            out[sku] = AMBIGUOUS
+        elif not staged:
+            out[sku] = Product(rows[0][0], rows[0][1])
+        else:
+            v = schema.staging_version
+            active = [r for r in rows if r[2] <= v < r[3]]
+            future = sum(1 for r in rows if r[2] > v)
+            out[sku] = Product(active[0][0], active[0][1], future) if active else NOT_FOUND
+    return out
+
+
+async def lock_products(conn, schema: Schema, link_ids: Sequence[int]) -> set[int]:
+    """Lock the batch's product rows in a fixed order; returns the ones that still exist."""
+    if not link_ids:
+        return set()
+    L = schema.link
+    async with conn.cursor() as cur:
+        await cur.execute(
+            f"SELECT {L} FROM {schema.t('catalog_product_entity')} WHERE {L} IN ({_ph(len(link_ids))}) "
+            f"ORDER BY {L} FOR UPDATE",
+            list(link_ids),
+        )
+        return {r[0] for r in await cur.fetchall()}
+
+
+async def read_states(conn, schema: Schema, link_ids: Sequence[int]) -> dict[int, ProductState]:
+    """The image entries, store-0 value rows, meta ETags and role values of these products: 4 queries."""
+    L, t = schema.link, schema.t
+    links = list(link_ids)
+    entries: dict[int, dict[int, str]] = defaultdict(dict)  # link → value_id → value
+    rows: dict[tuple[int, int], list[ValueRow]] = defaultdict(list)
+    attrs: dict[int, dict[tuple[str, int], str | None]] = defaultdict(dict)
+    shared: set[int] = set()
+    if not links:
+        return {}
+    async with conn.cursor() as cur:
+        await cur.execute(
+            f"SELECT e.{L}, g.value_id, g.value FROM {t('catalog_product_entity_media_gallery_value_to_entity')} e "
+            f"JOIN {t('catalog_product_entity_media_gallery')} g ON g.value_id = e.value_id "
+            f"WHERE e.{L} IN ({_ph(len(links))}) AND g.attribute_id = %s AND g.media_type = 'image' "
+            "AND g.value IS NOT NULL",
+            [*links, schema.attribute_ids["media_gallery"]],
+        )
+        for link, value_id, value in await cur.fetchall():
+            entries[link][value_id] = value
+        value_ids = sorted({vid for per in entries.values() for vid in per})
+        for chunk in _chunks(value_ids):
+            await cur.execute(
+                f"SELECT value_id FROM {t('catalog_product_entity_media_gallery_value_to_entity')} "
+                f"WHERE value_id IN ({_ph(len(chunk))}) GROUP BY value_id HAVING COUNT(*) > 1",
+                chunk,
+            )
+            shared.update(r[0] for r in await cur.fetchall())
+        if value_ids:
+            meta = schema.t(META_TABLE)
+            await cur.execute(
+                f"SELECT v.{L}, v.value_id, v.record_id, v.label, v.position, v.disabled, "
+                f"m.record_id IS NOT NULL, m.s3_etag FROM {t('catalog_product_entity_media_gallery_value')} v "
+                f"LEFT JOIN {meta} m ON m.record_id = v.record_id "
+                f"WHERE v.{L} IN ({_ph(len(links))}) AND v.store_id = 0",
+                links,
+            )
+            for link, value_id, record_id, label, position, disabled, has_meta, etag in await cur.fetchall():
+                if value_id in entries[link]:
+                    rows[(link, value_id)].append(
+                        ValueRow(record_id, label, position, bool(disabled), bool(has_meta), etag)
+                    )
+        attr_ids = [schema.attribute_ids[c] for c in (*MANAGED_ROLES, *ROLE_LABELS.values())
+                    if c in schema.attribute_ids]
+        await cur.execute(
+            f"SELECT {L}, attribute_id, store_id, value FROM {t('catalog_product_entity_varchar')} "
+            f"WHERE {L} IN ({_ph(len(links))}) AND attribute_id IN ({_ph(len(attr_ids))})",
+            [*links, *attr_ids],
+        )
+        for link, attribute_id, store_id, value in await cur.fetchall():
+            attrs[link][(schema.attribute_codes[attribute_id], store_id)] = value
+    return {
+        link: ProductState(
+            link,
+            tuple(
+                Entry(vid, value, vid in shared, tuple(rows.get((link, vid), ())))
+                for vid, value in entries[link].items()
+            ),
+            attrs[link],
+        )
+        for link in links
+    }
+
+
+# ---------------------------------------------------------------- writing
+
+
+class Writer:
+    """Applies the operations of one batch with a few multi-row statements per kind, in a safe order."""
+
+    def __init__(self, cur, schema: Schema) -> None:
+        self.cur = cur
+        self.schema = schema
+        self.statements = 0
+
+    async def execute(self, sql: str, args: Sequence = ()) -> None:
+        self.statements += 1
+        await self.cur.execute(sql, list(args))
+
+    async def apply(self, ops: Iterable[Op]) -> None:
+        by: dict[type, list] = defaultdict(list)
+        for op in ops:
+            by[type(op)].append(op)
+        s, t, L = self.schema, self.schema.t, self.schema.link
+        gallery = t("catalog_product_entity_media_gallery")
+        value = t("catalog_product_entity_media_gallery_value")
+        to_entity = t("catalog_product_entity_media_gallery_value_to_entity")
+        varchar = t("catalog_product_entity_varchar")
+
+        # 1. Deletions, children first: a foreign-key cascade fires no trigger, so Magento's
+        #    changelogs would not see it.
+        surplus = [rid for op in by[DeleteValueRows] for rid in op.record_ids]
+        await self._delete_in(value, "record_id", surplus)
+        removals = by[RemoveEntry]
+        pairs = [(op.value_id, op.link_id) for op in removals]
+        for chunk in _chunks(pairs):
+            cond = ", ".join(["(%s, %s)"] * len(chunk))
+            flat = [x for p in chunk for x in p]
+            await self.execute(f"DELETE FROM {value} WHERE (value_id, {L}) IN ({cond})", flat)
+            await self.execute(f"DELETE FROM {to_entity} WHERE (value_id, {L}) IN ({cond})", flat)
+        await self._delete_in(gallery, "value_id", [op.value_id for op in removals if op.delete_gallery_row])
+
+        # 2. Updates of existing rows.
+        respell = by[SetEntryValue]
+        for chunk in _chunks(respell):
+            case = " ".join(["WHEN %s THEN %s"] * len(chunk))
+            await self.execute(
+                f"UPDATE {gallery} SET value = CASE value_id {case} END WHERE value_id IN ({_ph(len(chunk))})",
+                [*(x for op in chunk for x in (op.value_id, op.value)), *(op.value_id for op in chunk)],
+            )
+        for chunk in _chunks(by[UpdateValueRow]):
+            sets = []
+            args: list = []
+            for col in ("label", "position", "disabled"):
+                sets.append(f"{col} = CASE record_id {' '.join(['WHEN %s THEN %s'] * len(chunk))} END")
+                args += [x for op in chunk for x in (op.record_id, _db(getattr(op, col)))]
+            await self.execute(
+                f"UPDATE {value} SET {', '.join(sets)} WHERE record_id IN ({_ph(len(chunk))})",
+                [*args, *(op.record_id for op in chunk)],
+            )
+        meta = [(op.record_id, op.etag) for op in by[UpsertMeta]]
+
+        # 3. Inserts: gallery rows, their links, store-0 value rows, then meta rows.
+        new = by[InsertEntry]
+        value_ids = await self._insert_ids(
+            gallery, ("attribute_id", "value", "media_type", "disabled"),
+            [(s.attribute_ids["media_gallery"], op.value, "image", 0) for op in new], "value_id",
+        )
+        await self._insert(to_entity, ("value_id", L), [(vid, op.link_id) for vid, op in zip(value_ids, new,
+                                                                                            strict=True)])
+        value_rows = [(vid, op) for vid, op in zip(value_ids, new, strict=True)]
+        value_rows += [(op.value_id, op) for op in by[InsertValueRow]]
+        record_ids = await self._insert_ids(
+            value, ("value_id", "store_id", L, "label", "position", "disabled"),
+            [(vid, 0, op.link_id, op.label, op.position, int(op.disabled)) for vid, op in value_rows], "record_id",
+        )
+        meta += [(rid, op.etag) for rid, (_, op) in zip(record_ids, value_rows, strict=True)]
+        for chunk in _chunks(meta):
+            await self.execute(
+                f"INSERT INTO {t(META_TABLE)} (record_id, s3_etag) VALUES {', '.join(['(%s, %s)'] * len(chunk))} "
+                "ON DUPLICATE KEY UPDATE s3_etag = VALUES(s3_etag)",
+                [x for pair in chunk for x in pair],
+            )
+
+        # 4. Roles and role labels.
+        sets = [(s.attribute_ids[op.attribute], op.store_id, op.link_id, op.value)
+                for op in by[SetAttribute] if op.attribute in s.attribute_ids]
+        for chunk in _chunks(sets):
+            await self.execute(
+                f"INSERT INTO {varchar} (attribute_id, store_id, {L}, value) VALUES "
+                f"{', '.join(['(%s, %s, %s, %s)'] * len(chunk))} ON DUPLICATE KEY UPDATE value = VALUES(value)",
+                [x for row in chunk for x in row],
+            )
+        dels = [(op.link_id, s.attribute_ids[op.attribute], op.store_id)
+                for op in by[DeleteAttribute] if op.attribute in s.attribute_ids]
+        for chunk in _chunks(dels):
+            await self.execute(
+                f"DELETE FROM {varchar} WHERE ({L}, attribute_id, store_id) IN "
+                f"({', '.join(['(%s, %s, %s)'] * len(chunk))})",
+                [x for row in chunk for x in row],
+            )
+
+    async def _delete_in(self, table: str, col: str, ids: list[int]) -> None:
+        for chunk in _chunks(ids):
+            await self.execute(f"DELETE FROM {table} WHERE {col} IN ({_ph(len(chunk))})", chunk)
+
+    async def _insert(self, table: str, cols: Sequence[str], rows: list[tuple]) -> None:
+        for chunk in _chunks(rows):
+            values = ", ".join([f"({_ph(len(cols))})"] * len(chunk))
+            await self.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES {values}",
+                               [x for r in chunk for x in r])
+
+    async def _insert_ids(self, table: str, cols: Sequence[str], rows: list[tuple], id_col: str) -> list[int]:
+        """Insert rows and return their auto-increment ids, in order.
+
+        MariaDB's `INSERT … RETURNING` gives them exactly for a multi-row insert. MySQL has no
+        RETURNING, and a multi-row insert's ids are consecutive only with innodb_autoinc_lock_mode ≤ 1
+        and step by auto_increment_increment, so there each row is inserted alone and read back with
+        LAST_INSERT_ID(), which is always correct.
+        """
+        ids: list[int] = []
+        if self.schema.returning:
+            for chunk in _chunks(rows):
+                values = ", ".join([f"({_ph(len(cols))})"] * len(chunk))
+                await self.execute(
+                    f"INSERT INTO {table} ({', '.join(cols)}) VALUES {values} RETURNING {id_col}",
+                    [x for r in chunk for x in r],
+                )
+                ids += [r[0] for r in await self.cur.fetchall()]
+        else:
+            for r in rows:
+                await self.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({_ph(len(cols))})", r)
+                ids.append(self.cur.lastrowid)
+        if len(ids) != len(rows):
+            raise RuntimeError(f"{table}: inserted {len(rows)} rows but got {len(ids)} ids back")
+        return ids
+
+
+def _db(v):
+    return int(v) if isinstance(v, bool) else v

@@ -1,0 +1,62 @@
+"""Validated feed records: what the PIM wants each product's gallery to be.
+
+These are plain frozen dataclasses so the planning core can use them without pydantic;
+`feed` builds them from raw JSON after validating it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: Magento's role attribute codes we manage, in a stable order.
+MANAGED_ROLES: tuple[str, ...] = ("image", "small_image", "thumbnail", "swatch_image")
+#: The label attribute Magento keeps equal to the label of the image holding a role.
+ROLE_LABELS: dict[str, str] = {
+    "image": "image_label",
+    "small_image": "small_image_label",
+    "thumbnail": "thumbnail_label",
+}
+#: What Magento stores in a role attribute to mean "no image".
+NO_SELECTION = "no_selection"
+
+
+@dataclass(frozen=True)
+class DesiredImage:
+    """One image of an item, with its path in Magento's canonical form (`/m/y/a.jpg`)."""
+
+    path: str
+    position: int
+    label: str | None = None
+    #: False when the feed did not send `label`: the stored label is kept (NULL on insert).
+    label_given: bool = False
+    #: None when the feed did not send `disabled`: the stored value is kept (False on insert).
+    disabled: bool | None = None
+    #: Magento role codes (`image`, `small_image`, ...) this image holds after de-duplication.
+    roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Item:
+    """One product's desired gallery. `ordinal` is the 1-based record number across all inputs."""
+
+    sku: str
+    images: tuple[DesiredImage, ...]
+    source: str
+    ordinal: int = 0
+    #: Validation warnings (`"<code>: <message>"`), e.g. unknown roles.
+    warnings: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A record that could not be accepted; `source` is `path:line` or `path#items[i]`."""
+
+    source: str
+    error: str
+    ordinal: int = 0
+    sku: str | None = None
+
+
+def sku_key(sku: str) -> str:
+    """Approximate the `sku` column's default collation: case- and trailing-space-insensitive."""
+    return sku.rstrip(" ").casefold()

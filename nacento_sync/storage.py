@@ -1,0 +1,118 @@
+"""The bucket adapter: one question, "what is the ETag of each of these images?", asked concurrently.
+
+An ETag is an opaque version token (stored without quotes); a missing object answers None; any
+other failure, after botocore's retries, answers a `StorageFailure` that fails the SKU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import aioboto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from nacento_sync.config import StorageConfig
+from nacento_sync.paths import object_key
+
+
+class StorageAccessError(Exception):
+    """The bucket cannot be reached or refuses us (exit code 3)."""
+
+
+@dataclass(frozen=True)
+class StorageFailure:
+    """A look-up that failed for another reason than a missing object."""
+
+    key: str
+    reason: str
+
+
+EtagResult = str | None | StorageFailure
+
+
+def _code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+def _status(err: ClientError) -> int:
+    return int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+class Storage:
+    """An S3-compatible bucket (AWS S3, Cloudflare R2, MinIO) laid out like Magento's remote storage."""
+
+    def __init__(self, cfg: StorageConfig, concurrency: int = 32) -> None:
+        self.cfg = cfg
+        self.concurrency = concurrency
+        self.requests = {"HEAD": 0, "LIST": 0}
+        self._client = None
+        self._ctx = None
+
+    def key(self, path: str) -> str:
+        return object_key(path, self.cfg.prefix)
+
+    async def __aenter__(self) -> Storage:
+        session = aioboto3.Session()
+        boto_cfg = BotoConfig(
+            max_pool_connections=self.concurrency,
+            retries={"max_attempts": 5, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=30,
+            s3={"addressing_style": "path" if self.cfg.path_style else "auto"},
+        )
+        self._ctx = session.client(
+            "s3",
+            endpoint_url=self.cfg.endpoint or None,
+            region_name=self.cfg.region,
+            aws_access_key_id=self.cfg.access_key.get_secret_value() if self.cfg.access_key else None,
+            aws_secret_access_key=self.cfg.secret_key.get_secret_value() if self.cfg.secret_key else None,
+            config=boto_cfg,
+        )
+        self._client = await self._ctx.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self._ctx is not None:
+            await self._ctx.__aexit__(*exc)
+
+    async def check_access(self) -> None:
+        """One request before any write: the bucket exists and we may list it (needed for honest 404s)."""
+        where = f"bucket {self.cfg.bucket!r}" + (f" at {self.cfg.endpoint}" if self.cfg.endpoint else "")
+        try:
+            await self._client.head_bucket(Bucket=self.cfg.bucket)
+        except ClientError as e:
+            status = _status(e)
+            if status == 404:
+                raise StorageAccessError(f"{where} does not exist") from None
+            if status == 403:
+                raise StorageAccessError(
+                    f"access to {where} denied: the credentials need s3:GetObject and s3:ListBucket"
+                ) from None
+            raise StorageAccessError(f"{where}: {_code(e) or status}") from None
+        except (BotoCoreError, OSError) as e:
+            raise StorageAccessError(f"{where} unreachable: {e}") from None
+
+    async def etags(self, paths: Iterable[str]) -> dict[str, EtagResult]:
+        """ETag of each canonical image path, HEAD requests bounded by `concurrency`."""
+        sem = asyncio.Semaphore(self.concurrency)
+        unique = list(dict.fromkeys(paths))
+
+        async def one(path: str) -> EtagResult:
+            key = self.key(path)
+            async with sem:
+                self.requests["HEAD"] += 1
+                try:
+                    head = await self._client.head_object(Bucket=self.cfg.bucket, Key=key)
+                except ClientError as e:
+                    if _status(e) == 404 or _code(e) in ("404", "NoSuchKey", "NotFound"):
+                        return None
+                    return StorageFailure(key, f"HTTP {_status(e)} {_code(e)}".strip())
+                except (TimeoutError, BotoCoreError, EndpointConnectionError, OSError) as e:
+                    return StorageFailure(key, type(e).__name__)
+            return str(head.get("ETag", "")).strip('"')
+
+        results = await asyncio.gather(*(one(p) for p in unique))
+        return dict(zip(unique, results, strict=True))
