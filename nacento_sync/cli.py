@@ -24,11 +24,11 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from nacento_sync import magento
 from nacento_sync.config import Config, ConfigError, load_config
-from nacento_sync.engine import Engine, Options
+from nacento_sync.engine import Options, run_sync
 from nacento_sync.feed import Feed, parse_record
 from nacento_sync.models import Item, Rejection
 from nacento_sync.report import Report, ReportBuilder, render, to_json
-from nacento_sync.storage import Storage, StorageAccessError
+from nacento_sync.storage import StorageAccessError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ACCESS = 0, 1, 2, 3
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -167,7 +167,11 @@ def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, all
     options = Options(cfg.sync.mode, dry_run, allow_empty, cfg.sync.batch_size)
     builder = ReportBuilder(None, cfg.sync.mode, dry_run)
     try:
-        code, engine = asyncio.run(_sync(cfg, records, options, builder))
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} SKUs"),
+                      TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal) as progress:
+            task = progress.add_task("syncing", total=None)
+            interrupted, counters = asyncio.run(run_sync(cfg, records, options, builder, handle_signals=True,
+                                                         on_progress=lambda n: progress.advance(task, n)))
     except (magento.DatabaseAccessError, StorageAccessError) as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
         return EXIT_ACCESS
@@ -177,57 +181,15 @@ def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, all
     report = builder.finish()
     report.request_id = request_id() or datetime.now(UTC).strftime("sync-%Y%m%dT%H%M%SZ")
     _emit(report, json_out, report_file)
-    if code:
-        return code
-    if engine.counters.looked_up >= ALL_MISSING_THRESHOLD and engine.counters.found == 0:
-        err.print(f"[red]error:[/] none of the {engine.counters.looked_up} listed images exists in bucket "
+    if interrupted:
+        err.print(f"interrupted by {interrupted.name}: stopped after the current batch")
+        return EXIT_SIGNAL[interrupted]
+    if counters.looked_up >= ALL_MISSING_THRESHOLD and counters.found == 0:
+        err.print(f"[red]error:[/] none of the {counters.looked_up} listed images exists in bucket "
                   f"{cfg.storage.bucket!r} under prefix {cfg.storage.prefix!r}: the bucket or storage.prefix "
                   "looks wrong", highlight=False)
         return EXIT_ACCESS
     return EXIT_FAILED if report.failed else EXIT_OK
-
-
-async def _sync(cfg: Config, records, options: Options, builder: ReportBuilder) -> tuple[int, Engine]:
-    conn = await magento.connect(cfg.database)
-    try:
-        schema = await magento.detect_schema(conn, cfg.database.table_prefix)
-        if not schema.has_meta:
-            raise magento.SchemaError(
-                f"table {cfg.database.table_prefix}{magento.META_TABLE} is missing: run "
-                "`nacento-sync schema install` first")
-        async with Storage(cfg.storage, cfg.sync.concurrency) as storage:
-            await storage.check_access()
-            with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} SKUs"),
-                          TimeElapsedColumn(), console=err, transient=True,
-                          disable=not err.is_terminal) as progress:
-                task = progress.add_task("syncing", total=None)
-                engine = Engine(conn, schema, storage, options, builder,
-                                on_progress=lambda n: progress.advance(task, n))
-                received: list[signal.Signals] = []
-                _install_signals(engine, received)
-                await engine.run(records)
-            if received:
-                err.print(f"interrupted by {received[0].name}: stopped after the current batch")
-                return EXIT_SIGNAL[received[0]], engine
-            return EXIT_OK, engine
-    finally:
-        conn.close()
-
-
-def _install_signals(engine: Engine, received: list) -> None:
-    """First SIGINT/SIGTERM: finish the current batch, then stop. Second: cancel now (the open
-    transaction is rolled back by the server, so the database stays consistent)."""
-    loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
-
-    def handler(sig: signal.Signals) -> None:
-        received.append(sig)
-        if engine.stop_requested and main:
-            main.cancel()
-        engine.stop_requested = True
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, handler, sig)
 
 
 def _emit(report: Report, json_out: bool, report_file: Path | None) -> None:

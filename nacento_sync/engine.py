@@ -7,14 +7,17 @@ is retried SKU by SKU so one bad SKU cannot fail the others.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import pymysql
 
 from nacento_sync import magento
+from nacento_sync.config import Config
 from nacento_sync.magento import AMBIGUOUS, NOT_FOUND, Product, Schema, Writer
 from nacento_sync.models import Item, Rejection, sku_key
 from nacento_sync.plan import Mode, ProductPlan, plan_product
@@ -201,3 +204,51 @@ class Engine:
         log.error("SKU %r failed: %s", item.sku, err)
         self.report.add(item.sku, product_id=product.entity_id, error="database_error",
                         warnings=[*warnings, f"database_error: {err}"])
+
+
+async def run_sync(
+    cfg: Config,
+    records: Iterable[Item | Rejection],
+    options: Options,
+    builder: ReportBuilder,
+    *,
+    handle_signals: bool = False,
+    on_progress: Callable[[int], None] = lambda n: None,
+) -> tuple[signal.Signals | None, Counters]:
+    """Connect, check access, sync every record. Returns the signal that stopped the run (if any).
+
+    Raises DatabaseAccessError / StorageAccessError (exit 3) and SchemaError (exit 2) before any write.
+    """
+    conn = await magento.connect(cfg.database)
+    try:
+        schema = await magento.detect_schema(conn, cfg.database.table_prefix)
+        if not schema.has_meta:
+            raise magento.SchemaError(
+                f"table {cfg.database.table_prefix}{magento.META_TABLE} is missing: run "
+                "`nacento-sync schema install` first")
+        async with Storage(cfg.storage, cfg.sync.concurrency) as storage:
+            await storage.check_access()
+            engine = Engine(conn, schema, storage, options, builder, on_progress=on_progress)
+            received: list[signal.Signals] = []
+            if handle_signals:
+                _install_signals(engine, received)
+            await engine.run(records)
+            return (received[0] if received else None), engine.counters
+    finally:
+        conn.close()
+
+
+def _install_signals(engine: Engine, received: list) -> None:
+    """First SIGINT/SIGTERM: finish the current batch, then stop. Second: cancel now (the open
+    transaction is rolled back by the server, so the database stays consistent)."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+
+    def handler(sig: signal.Signals) -> None:
+        received.append(sig)
+        if engine.stop_requested and main:
+            main.cancel()
+        engine.stop_requested = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, handler, sig)

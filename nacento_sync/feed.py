@@ -1,0 +1,416 @@
+"""Streaming reader of PIM exports: NDJSON/JSONL, bulk-API JSON bodies, gzip, stdin.
+
+A bad record becomes a `Rejection` and the run goes on: one broken line in a nightly export must not
+stop the other products from syncing. NDJSON is read line by line so memory does not grow with the feed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import sys
+import zlib
+from collections.abc import Iterator
+from typing import Annotated, Any, BinaryIO, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StrictStr, ValidationError
+from pydantic_core import PydanticCustomError
+
+from nacento_sync.models import MANAGED_ROLES, DesiredImage, Item, Rejection
+from nacento_sync.paths import canonical_path, normalize_role
+
+#: Largest record accepted (raw NDJSON line without its terminator, or compact JSON of a bulk item).
+MAX_RECORD_BYTES = 1_048_576
+#: `catalog_product_entity.sku VARCHAR(64)`.
+MAX_SKU_CHARS = 64
+#: `catalog_product_entity_media_gallery_value.label VARCHAR(255)`.
+MAX_LABEL_CHARS = 255
+#: `position INT UNSIGNED`.
+MAX_POSITION = 2**32 - 1
+#: Warning codes this module puts in `Item.warnings` (`"<code>: <message>"`).
+WARNING_CODES: tuple[str, ...] = ("unknown_role", "duplicate_role", "duplicate_image")
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_BOM = b"\xef\xbb\xbf"
+_READ_ERRORS = (OSError, EOFError, zlib.error)
+Format = Literal["ndjson", "json", "sniff"]
+
+
+# --- validation models ---------------------------------------------------------------------------
+
+
+def _position(value: Any) -> Any:
+    """JSON integers only (1.0 is an integer to JSON): bools, strings and fractions are type errors."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PydanticCustomError("position", "must be an integer")
+    if not 0 <= value <= MAX_POSITION:
+        raise PydanticCustomError("position", f"must be between 0 and {MAX_POSITION}")
+    return value
+
+
+def _disabled(value: Any) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise PydanticCustomError("disabled", "must be true, false, 0 or 1")
+
+
+def _label(value: str | None) -> str | None:
+    if value is not None and len(value) > MAX_LABEL_CHARS:
+        raise PydanticCustomError("label", f"longer than {MAX_LABEL_CHARS} characters")
+    return value
+
+
+def _sku(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("sku", "must not be empty")
+    if len(value) > MAX_SKU_CHARS:
+        raise PydanticCustomError("sku", f"longer than {MAX_SKU_CHARS} characters")
+    return value
+
+
+class _Image(BaseModel):
+    """One ImageEntry of the original module's API; `null` means "not sent" except for `label`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    file_path: StrictStr
+    label: Annotated[StrictStr | None, AfterValidator(_label)] = None
+    position: Annotated[int | None, BeforeValidator(_position)] = None
+    disabled: Annotated[bool | None, BeforeValidator(_disabled)] = None
+    roles: list[StrictStr] | None = None
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    sku: Annotated[StrictStr, AfterValidator(_sku)]
+    images: list[_Image]
+
+
+_TYPE_MESSAGES = {
+    "missing": "is required",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "dict_type": "must be an object",
+    "bool_type": "must be true, false, 0 or 1",
+    "int_type": "must be an integer",
+}
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "record"
+
+
+def _describe(exc: ValidationError) -> str:
+    """`images[2].position: must be an integer`, plus how many more problems the record has."""
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0]
+    text = f"{_location(first['loc'])}: {_TYPE_MESSAGES.get(first['type'], first['msg'])}"
+    return text + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")
+
+
+# --- records -----------------------------------------------------------------------------------
+
+
+def _images(entries: list[_Image]) -> tuple[tuple[DesiredImage, ...], tuple[str, ...]]:
+    """Map validated entries to DesiredImages; duplicates resolve to the later entry, with warnings."""
+    warnings: list[str] = []
+    paths: list[str] = []
+    roles: list[list[str]] = []
+    for n, entry in enumerate(entries, 1):
+        try:
+            paths.append(canonical_path(entry.file_path))
+        except ValueError as exc:
+            raise ValueError(f"images[{n - 1}].file_path: {exc}") from None
+        codes: list[str] = []
+        for name in entry.roles or ():
+            code = normalize_role(name)
+            if code is None:
+                warnings.append(f'unknown_role: image {n} ({entry.file_path}): role "{name}" ignored')
+            elif code not in codes:
+                codes.append(code)
+        roles.append(codes)
+
+    last = {path: n for n, path in enumerate(paths, 1)}
+    kept = [n for n, path in enumerate(paths, 1) if last[path] == n]
+    for n, path in enumerate(paths, 1):
+        if last[path] != n:
+            later = last[path]
+            warnings.append(
+                f"duplicate_image: image {n} ({entries[n - 1].file_path}) dropped: image {later} "
+                f"({entries[later - 1].file_path}) is the same file {path}"
+            )
+
+    owner: dict[str, int] = {}
+    for n in kept:
+        for code in roles[n - 1]:
+            if code in owner:
+                prev = owner[code]
+                warnings.append(
+                    f'duplicate_role: role "{code}" claimed by image {prev} ({entries[prev - 1].file_path}) '
+                    f"and image {n} ({entries[n - 1].file_path}): image {n} keeps it"
+                )
+            owner[code] = n
+
+    images = []
+    for n in kept:
+        entry = entries[n - 1]
+        given = "label" in entry.model_fields_set
+        label = entry.label if entry.label is not None and entry.label.strip() else None
+        images.append(
+            DesiredImage(
+                path=paths[n - 1],
+                position=entry.position if entry.position is not None else n,
+                label=label,
+                label_given=given,
+                disabled=entry.disabled,
+                roles=tuple(code for code in MANAGED_ROLES if owner.get(code) == n),
+            )
+        )
+    return tuple(images), tuple(warnings)
+
+
+def _readable_sku(obj: Any) -> str | None:
+    sku = obj.get("sku") if isinstance(obj, dict) else None
+    return sku if isinstance(sku, str) and sku.strip() else None
+
+
+def parse_record(obj: Any, source: str, ordinal: int) -> Item | Rejection:
+    """Validate one decoded record (`{"sku": ..., "images": [...]}`) into an Item or a Rejection."""
+    sku = _readable_sku(obj)
+    if not isinstance(obj, dict):
+        return Rejection(source=source, error=f"not a JSON object ({type(obj).__name__})", ordinal=ordinal)
+    try:
+        record = _Record.model_validate(obj)
+        images, warnings = _images(record.images)
+    except ValidationError as exc:
+        return Rejection(source=source, error=_describe(exc), ordinal=ordinal, sku=sku)
+    except ValueError as exc:
+        return Rejection(source=source, error=str(exc), ordinal=ordinal, sku=sku)
+    return Item(sku=record.sku, images=images, source=source, ordinal=ordinal, warnings=warnings)
+
+
+def _json_error(exc: Exception) -> str:
+    """RecursionError too: a 1 MB line of `[[[[…` must reject one record, not crash the run."""
+    return "invalid JSON: nested too deeply" if isinstance(exc, RecursionError) else f"invalid JSON: {exc}"
+
+
+# --- streams -----------------------------------------------------------------------------------
+
+
+class _Replay(io.RawIOBase):
+    """Serves bytes already consumed for sniffing, then the rest of the stream (which it never closes)."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        super().__init__()
+        self._head = memoryview(head)
+        self._rest = rest
+        self._read = getattr(rest, "read1", rest.read)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _replay(head: bytes, rest: BinaryIO) -> io.BufferedReader:
+    return io.BufferedReader(_Replay(head, rest))
+
+
+def _read_upto(stream: BinaryIO, size: int) -> bytes:
+    """Up to `size` bytes, fewer only at end of stream (a pipe may deliver them one at a time)."""
+    data = b""
+    while len(data) < size:
+        chunk = stream.read(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _decompressed(raw: BinaryIO) -> BinaryIO:
+    """The stream itself, or its gzip-decompressed content when it starts with the gzip magic bytes."""
+    head = _read_upto(raw, 2)
+    stream = _replay(head, raw)
+    return gzip.GzipFile(fileobj=stream, mode="rb") if head == _GZIP_MAGIC else stream
+
+
+def _format_of(path: str) -> Format:
+    name = path.lower().removesuffix(".gz")
+    if name.endswith((".ndjson", ".jsonl")):
+        return "ndjson"
+    if name.endswith(".json"):
+        return "json"
+    return "sniff"
+
+
+def _sniff(stream: BinaryIO) -> tuple[Format, BinaryIO]:
+    """Guess NDJSON vs one JSON document from the first non-blank line; the line is replayed, not lost."""
+    head = b""
+    while True:
+        line = stream.readline()
+        head += line
+        text = line.strip().removeprefix(_BOM).strip()
+        if text or not line:
+            break
+    fmt: Format = "json" if text else "ndjson"  # nothing but blank lines: an empty feed
+    if text and not text.startswith(b"["):
+        try:
+            first = json.loads(text)
+        except (ValueError, RecursionError):
+            first = None
+        if isinstance(first, dict) and "sku" in first:
+            fmt = "ndjson"
+    return fmt, _replay(head, stream)
+
+
+def _lines(stream: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, content without terminator); None for a line over MAX_RECORD_BYTES, never held whole."""
+    number = 0
+    while line := stream.readline(MAX_RECORD_BYTES + 2):
+        number += 1
+        if number == 1:
+            line = line.removeprefix(_BOM)
+        if len(line) == MAX_RECORD_BYTES + 2 and not line.endswith(b"\n"):
+            while (rest := stream.readline(65536)) and not rest.endswith(b"\n"):
+                pass
+            yield number, None
+            continue
+        content = line.removesuffix(b"\n").removesuffix(b"\r")
+        yield number, content if len(content) <= MAX_RECORD_BYTES else None
+
+
+class Feed:
+    """Items of one or more PIM exports, in input order; `-` reads stdin.
+
+    Every yielded Item or Rejection (a whole unreadable file included) gets the next ordinal.
+    `request_id` is the first `request.request_id` of a bulk JSON body, once that body has been read.
+    """
+
+    def __init__(self, paths: list[str], stdin: BinaryIO | None = None) -> None:
+        self.paths = list(paths)
+        self.request_id: str | None = None
+        self._stdin = stdin
+        self._ordinal = 0
+
+    def _next_ordinal(self) -> int:
+        self._ordinal += 1
+        return self._ordinal
+
+    def _reject_file(self, path: str, error: str) -> Rejection:
+        return Rejection(source=path, error=error, ordinal=self._next_ordinal())
+
+    def __iter__(self) -> Iterator[Item | Rejection]:
+        self._ordinal = 0
+        self.request_id = None
+        for path in self.paths:
+            try:
+                yield from self._file(path)
+            except _READ_ERRORS as exc:
+                yield self._reject_file(path, f"read error: {exc}")
+
+    def _file(self, path: str) -> Iterator[Item | Rejection]:
+        if path == "-":
+            stdin = self._stdin if self._stdin is not None else sys.stdin.buffer
+            yield from self._stream(path, stdin, "sniff")
+            return
+        try:
+            raw = open(path, "rb")  # noqa: SIM115 - a failed open is a rejection, not an exception
+        except OSError as exc:
+            yield self._reject_file(path, f"cannot open file: {exc.strerror or exc}")
+            return
+        with raw:
+            yield from self._stream(path, raw, _format_of(path))
+
+    def _stream(self, path: str, raw: BinaryIO, fmt: Format) -> Iterator[Item | Rejection]:
+        stream = _decompressed(raw)
+        if fmt == "sniff":
+            fmt, stream = _sniff(stream)
+        if fmt == "ndjson":
+            yield from self._ndjson(path, stream)
+        else:
+            yield from self._document(path, stream.read())
+
+    def _ndjson(self, path: str, stream: BinaryIO) -> Iterator[Item | Rejection]:
+        for number, content in _lines(stream):
+            source = f"{path}:{number}"
+            if content is None:
+                error = f"record larger than 1 MB ({MAX_RECORD_BYTES} bytes)"
+                yield Rejection(source=source, error=error, ordinal=self._next_ordinal())
+                continue
+            if not content.strip():
+                continue
+            ordinal = self._next_ordinal()
+            try:
+                obj = json.loads(content.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                yield Rejection(source=source, error=f"not valid UTF-8: {exc.reason}", ordinal=ordinal)
+                continue
+            except (ValueError, RecursionError) as exc:
+                yield Rejection(source=source, error=_json_error(exc), ordinal=ordinal)
+                continue
+            yield parse_record(obj, source, ordinal)
+
+    def _document(self, path: str, data: bytes) -> Iterator[Item | Rejection]:
+        try:
+            doc = json.loads(data.decode("utf-8-sig"))
+        except UnicodeDecodeError as exc:
+            yield self._reject_file(path, f"not valid UTF-8: {exc.reason}")
+            return
+        except (ValueError, RecursionError) as exc:
+            yield self._reject_file(path, _json_error(exc))
+            return
+        items = self._items_of(doc)
+        if items is None:
+            shapes = '{"request": {"items": [...]}}, {"items": [...]} or [...]'
+            yield self._reject_file(path, f"not a bulk body: expected {shapes}")
+            return
+        for i, obj in enumerate(items):
+            source = f"{path}#items[{i}]"
+            try:
+                size = len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode())
+                error = f"record larger than 1 MB ({MAX_RECORD_BYTES} bytes)" if size > MAX_RECORD_BYTES else ""
+            except RecursionError as exc:
+                error = _json_error(exc)
+            if error:
+                ordinal = self._next_ordinal()
+                yield Rejection(source=source, error=error, ordinal=ordinal, sku=_readable_sku(obj))
+                continue
+            yield parse_record(obj, source, self._next_ordinal())
+
+    def _items_of(self, doc: Any) -> list[Any] | None:
+        """The item list of one of the three accepted shapes; records the bulk request_id."""
+        if isinstance(doc, list):
+            return doc
+        if not isinstance(doc, dict):
+            return None
+        if "request" in doc:
+            request = doc["request"]
+            if not isinstance(request, dict):
+                return None
+            rid = request.get("request_id")
+            if self.request_id is None and isinstance(rid, str | int) and not isinstance(rid, bool):
+                self.request_id = str(rid)
+            doc = request
+        items = doc.get("items")
+        return items if isinstance(items, list) else None

@@ -1,0 +1,104 @@
+"""Test helpers shared by the integration tests: a bucket on the local S3 server, configs, runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+
+from nacento_sync.config import Config
+from nacento_sync.engine import Counters, Options, run_sync
+from nacento_sync.feed import Feed
+from nacento_sync.paths import object_key
+from nacento_sync.report import Report, ReportBuilder
+
+
+@dataclass
+class Bucket:
+    """A fresh bucket on the local S3 server, laid out like Magento's remote storage."""
+
+    endpoint: str
+    name: str
+    prefix: str = ""
+
+    @property
+    def client(self):
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id="test", aws_secret_access_key="test",
+                            config=BotoConfig(s3={"addressing_style": "path"}))
+
+    def put(self, path: str, body: bytes | None = None) -> str:
+        """Upload an image at canonical path `path`; returns its ETag without quotes."""
+        body = body if body is not None else f"image bytes of {path} {uuid.uuid4()}".encode()
+        resp = self.client.put_object(Bucket=self.name, Key=object_key(path, self.prefix), Body=body)
+        return resp["ETag"].strip('"')
+
+    def delete(self, path: str) -> None:
+        self.client.delete_object(Bucket=self.name, Key=object_key(path, self.prefix))
+
+
+def make_bucket(endpoint: str, prefix: str = "") -> Bucket:
+    b = Bucket(endpoint, f"t-{uuid.uuid4().hex[:16]}", prefix)
+    b.client.create_bucket(Bucket=b.name)
+    return b
+
+
+def config_dict(store, bucket: Bucket, db_params: dict[str, Any], **sync: Any) -> dict[str, Any]:
+    return {
+        "database": {"host": db_params["host"], "port": db_params["port"], "user": db_params["user"],
+                     "password": db_params["password"], "name": store.database, "table_prefix": store.prefix},
+        "storage": {"bucket": bucket.name, "endpoint": bucket.endpoint, "region": "us-east-1",
+                    "access_key": "test", "secret_key": "test", "path_style": True, "prefix": bucket.prefix},
+        "sync": {"batch_size": 50, "concurrency": 16, **sync},
+    }
+
+
+def write_ndjson(path: Path, items: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(i) + "\n" for i in items))
+    return path
+
+
+@dataclass
+class Outcome:
+    report: Report
+    counters: Counters
+
+    def result(self, sku: str):
+        (r,) = [r for r in self.report.results if r.sku == sku]
+        return r
+
+
+def run(cfg: dict[str, Any], export: Path, *, mode: str = "merge", dry_run: bool = False,
+        allow_empty: bool = False) -> Outcome:
+    """Run a sync in-process, exactly as the CLI does, and return its report."""
+    config = Config.model_validate(cfg)
+    builder = ReportBuilder("test", mode, dry_run)
+    options = Options(mode, dry_run, allow_empty, config.sync.batch_size)  # type: ignore[arg-type]
+    _, counters = asyncio.run(run_sync(config, Feed([str(export)]), options, builder))
+    return Outcome(builder.finish(), counters)
+
+
+def install_meta(store) -> None:
+    from nacento_sync.magento import meta_ddl
+
+    store.execute(meta_ddl(store.prefix))
+
+
+def enable_table_statistics(store) -> None:
+    """Turn on MariaDB's per-table row counters (userstat): MariaDB 10.11 has no Innodb_rows_* any more."""
+    store.execute("SET GLOBAL userstat = 1")
+
+
+def rows_changed(store) -> dict[str, int]:
+    """Rows changed per table of this store's database since the server started (userstat)."""
+    rows = store.query(
+        "SELECT table_name, rows_changed FROM information_schema.TABLE_STATISTICS WHERE table_schema = %s",
+        (store.database,),
+    )
+    return {r["table_name"]: int(r["rows_changed"]) for r in rows}

@@ -1,0 +1,228 @@
+"""The command line as users and cron jobs run it: real processes, real servers, exit codes, output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import config_dict, install_meta, make_bucket, write_ndjson
+
+
+@pytest.fixture
+def store(magento_factory):
+    s = magento_factory("ce")
+    install_meta(s)
+    return s
+
+
+@pytest.fixture
+def bucket(s3_endpoint):
+    return make_bucket(s3_endpoint)
+
+
+@pytest.fixture
+def config_file(store, bucket, db_params, tmp_path):
+    path = tmp_path / "nacento-sync.yaml"
+    path.write_text(yaml.safe_dump(config_dict(store, bucket, db_params)))
+    return path
+
+
+def cli(*args: str, env: dict | None = None, stdin: str | None = None, cwd: Path | None = None):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("NACENTO_") or k.startswith("NACENTO_TEST")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "nacento_sync", *args], capture_output=True, text=True,
+                          env=full_env, input=stdin, cwd=cwd, timeout=120)
+
+
+def test_json_output_is_the_report_alone_and_exit_codes(store, bucket, config_file, tmp_path):
+    store.add_product("SKU-1")
+    bucket.put("/a/b/c.jpg")
+    export = write_ndjson(tmp_path / "x.ndjson", [{"sku": "SKU-1", "images": [{"file_path": "a/b/c.jpg"}]}])
+    ok = cli("--config", str(config_file), "sync", str(export), "--json", "--request-id", "op-1")
+    assert ok.returncode == 0, ok.stderr
+    report = json.loads(ok.stdout)
+    assert report["request_id"] == "op-1"
+    assert set(report["stats"]) >= {"skus_seen", "ok", "error", "inserted", "updated_value", "updated_meta",
+                                    "skipped_no_change", "deleted", "missing"}
+    assert report["results"][0]["image_stats"]["inserted"] == 1
+    bad = write_ndjson(tmp_path / "y.ndjson", [{"sku": "NOPE", "images": []}])
+    failed = cli("--config", str(config_file), "sync", str(bad), "--json", "--report", str(tmp_path / "r.json"))
+    assert failed.returncode == 1
+    assert json.loads((tmp_path / "r.json").read_text())["results"][0]["error"] == "product_not_found"
+    table = cli("--config", str(config_file), "sync", str(export))
+    assert table.returncode == 0 and "skipped_no_change" in table.stdout
+
+
+def test_stdin_json_body_and_request_id(store, bucket, config_file):
+    store.add_product("SKU-1")
+    bucket.put("/a/b/c.jpg")
+    body = json.dumps({"request": {"request_id": "op-12345", "items": [
+        {"sku": "SKU-1", "images": [{"file_path": "a/b/c.jpg"}]}]}})
+    res = cli("--config", str(config_file), "sync", "-", "--json", stdin=body)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["request_id"] == "op-12345"
+
+
+def test_sku_command(store, bucket, config_file, tmp_path):
+    p = store.add_product("SKU-1")
+    bucket.put("/a/b/one.jpg"), bucket.put("/a/b/two.jpg")
+    res = cli("--config", str(config_file), "sku", "SKU-1", "--image", "a/b/one.jpg", "--image", "/a/b/two.jpg",
+              "--json")
+    assert res.returncode == 0, res.stderr
+    assert [g["value"] for g in store.gallery(p.link_id)] == ["/a/b/one.jpg", "/a/b/two.jpg"]
+    images = tmp_path / "images.json"
+    images.write_text(json.dumps({"images": [{"file_path": "a/b/two.jpg", "label": "Two", "position": 1}]}))
+    res = cli("--config", str(config_file), "sku", "SKU-1", "--images", str(images), "--mode", "replace", "--json")
+    assert json.loads(res.stdout)["stats"]["deleted"] == 1
+    assert [(g["value"], g["label"]) for g in store.gallery(p.link_id)] == [("/a/b/two.jpg", "Two")]
+    assert cli("--config", str(config_file), "sku", "SKU-1").returncode == 2
+
+
+def test_config_errors_name_the_key_and_env_overrides(store, bucket, db_params, tmp_path, config_file):
+    cfg = config_dict(store, bucket, db_params)
+    cfg["sync"]["batch_sise"] = 5
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    res = cli("--config", str(bad), "sync", "x.ndjson")
+    assert res.returncode == 2 and "sync.batch_sise" in res.stderr
+    res = cli("--config", str(tmp_path / "absent.yaml"), "schema", "status")
+    assert res.returncode == 2 and "not found" in res.stderr
+    # NACENTO_CONFIG and NACENTO_<SECTION>__<KEY>
+    res = cli("schema", "status", "--json", env={"NACENTO_CONFIG": str(config_file),
+                                                 "NACENTO_DATABASE__NAME": "no_such_db"})
+    assert res.returncode == 3 and "no_such_db" in res.stderr
+    res = cli("schema", "status", env={"NACENTO_CONFIG": str(config_file), "NACENTO_SYNC__BATCH_SIZE": "zero"})
+    assert res.returncode == 2 and "sync.batch_size" in res.stderr
+
+
+def test_access_problems_exit_3_and_never_print_secrets(store, bucket, db_params, tmp_path, config_file):
+    export = write_ndjson(tmp_path / "x.ndjson", [{"sku": "SKU-1", "images": [{"file_path": "a/b/c.jpg"}]}])
+    cfg = config_dict(store, bucket, db_params)
+    cfg["database"]["port"] = 1  # nothing listens there
+    cfg["database"]["password"] = "hunter2-secret"
+    (tmp_path / "db.yaml").write_text(yaml.safe_dump(cfg))
+    res = cli("--config", str(tmp_path / "db.yaml"), "sync", str(export))
+    assert res.returncode == 3 and "hunter2-secret" not in res.stdout + res.stderr
+    cfg = config_dict(store, bucket, db_params)
+    cfg["storage"]["bucket"] = "no-such-bucket"
+    cfg["storage"]["secret_key"] = "s3-secret-value"
+    (tmp_path / "s3.yaml").write_text(yaml.safe_dump(cfg))
+    res = cli("--config", str(tmp_path / "s3.yaml"), "sync", str(export))
+    assert res.returncode == 3 and "no-such-bucket" in res.stderr
+    assert "s3-secret-value" not in res.stdout + res.stderr
+
+
+def test_nothing_found_in_the_bucket_exits_3(store, bucket, config_file, tmp_path):
+    items = []
+    for i in range(4):
+        store.add_product(f"SKU-{i}")
+        items.append({"sku": f"SKU-{i}", "images": [{"file_path": f"w/r/wrong-{i}-{j}.jpg"} for j in range(3)]})
+    res = cli("--config", str(config_file), "sync", str(write_ndjson(tmp_path / "x.ndjson", items)))
+    assert res.returncode == 3 and "storage.prefix" in res.stderr
+
+
+def test_schema_install_status_uninstall(magento_factory, bucket, db_params, tmp_path):
+    store = magento_factory("ce", "mg_")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config_dict(store, bucket, db_params)))
+    export = write_ndjson(tmp_path / "x.ndjson", [{"sku": "SKU-1", "images": []}])
+    res = cli("--config", str(path), "sync", str(export))
+    assert res.returncode == 2 and "schema install" in res.stderr
+    assert cli("--config", str(path), "schema", "status").returncode == 1
+    assert "created" in cli("--config", str(path), "schema", "install").stdout
+    assert "already exists" in cli("--config", str(path), "schema", "install").stdout
+    status = cli("--config", str(path), "schema", "status", "--json")
+    assert status.returncode == 0
+    assert json.loads(status.stdout) | {"rows": 0} == json.loads(status.stdout)
+    ddl = store.query("SHOW CREATE TABLE {nacento_media_gallery_meta}")[0]["Create Table"]
+    assert "REFERENCES `mg_catalog_product_entity_media_gallery_value` (`record_id`) ON DELETE CASCADE" in ddl
+    assert cli("--config", str(path), "schema", "uninstall").returncode == 2  # no --yes, no terminal
+    assert "dropped" in cli("--config", str(path), "schema", "uninstall", "--yes").stdout
+    assert cli("--config", str(path), "schema", "status").returncode == 1
+
+
+def _big_export(store, bucket, tmp_path, n=120, images=3):
+    items = []
+    for i in range(n):
+        store.add_product(f"BIG-{i:04d}")
+        paths = [f"/b/g/big-{i}-{j}.jpg" for j in range(images)]
+        items.append({"sku": f"BIG-{i:04d}", "images": [{"file_path": p, "roles": ["base"] if j == 0 else []}
+                                                       for j, p in enumerate(paths)]})
+    for item in items:
+        for img in item["images"]:
+            bucket.put(img["file_path"], b"x")
+    return write_ndjson(tmp_path / "big.ndjson", items)
+
+
+def _assert_whole_skus(store, n, images):
+    """Every product has either nothing or all its images, each with its value and meta rows."""
+    rows = store.query(
+        "SELECT p.sku, COUNT(g.value_id) AS n, COUNT(v.record_id) AS v, COUNT(m.record_id) AS m "
+        "FROM {catalog_product_entity} p "
+        "LEFT JOIN {catalog_product_entity_media_gallery_value_to_entity} e ON e.entity_id = p.entity_id "
+        "LEFT JOIN {catalog_product_entity_media_gallery} g ON g.value_id = e.value_id "
+        "LEFT JOIN {catalog_product_entity_media_gallery_value} v ON v.value_id = g.value_id AND v.store_id = 0 "
+        "LEFT JOIN {nacento_media_gallery_meta} m ON m.record_id = v.record_id "
+        "WHERE p.sku LIKE 'BIG-%%' GROUP BY p.sku")
+    assert len(rows) == n
+    for r in rows:
+        assert (r["n"], r["v"], r["m"]) in ((0, 0, 0), (images, images, images)), r
+    return sum(1 for r in rows if r["n"])
+
+
+def test_two_concurrent_syncs_never_duplicate(store, bucket, config_file, tmp_path):
+    export = _big_export(store, bucket, tmp_path, n=80)
+    args = [sys.executable, "-m", "nacento_sync", "--config", str(config_file), "sync", str(export),
+            "--batch-size", "7", "--json"]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1] for o in outs]
+    inserted = [json.loads(o[0])["stats"]["inserted"] for o in outs]
+    assert sum(inserted) == 240  # each image inserted by exactly one of the two runs
+    assert _assert_whole_skus(store, 80, 3) == 80
+
+
+def test_kill_mid_run_leaves_whole_skus_and_rerun_converges(store, bucket, config_file, tmp_path):
+    export = _big_export(store, bucket, tmp_path, n=150)
+    args = [sys.executable, "-m", "nacento_sync", "--config", str(config_file), "sync", str(export),
+            "--batch-size", "3", "--concurrency", "2", "--json"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done = store.query("SELECT COUNT(*) AS n FROM {catalog_product_entity_media_gallery}")[0]["n"]
+        if done >= 30:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = _assert_whole_skus(store, 150, 3)
+    assert 0 < partial < 150
+    res = cli("--config", str(config_file), "sync", str(export), "--json")
+    assert res.returncode == 0
+    assert json.loads(res.stdout)["stats"]["skipped_no_change"] == partial * 3
+    assert _assert_whole_skus(store, 150, 3) == 150
+
+
+def test_sigint_finishes_the_batch_and_exits_130(store, bucket, config_file, tmp_path):
+    export = _big_export(store, bucket, tmp_path, n=150)
+    args = [sys.executable, "-m", "nacento_sync", "--config", str(config_file), "sync", str(export),
+            "--batch-size", "3", "--concurrency", "2", "--json"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if store.query("SELECT COUNT(*) AS n FROM {catalog_product_entity_media_gallery}")[0]["n"] >= 15:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    report = json.loads(out)
+    done = _assert_whole_skus(store, 150, 3)
+    assert report["stats"]["inserted"] == done * 3 and done < 150

@@ -1,0 +1,711 @@
+"""Feed: formats, sources and ordinals, validation and rejections, warnings, streaming."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import itertools
+import json
+import os
+import re
+import threading
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nacento_sync.feed import MAX_RECORD_BYTES, WARNING_CODES, Feed
+from nacento_sync.models import DesiredImage, Item, Rejection
+
+IMAGE = {
+    "file_path": "m/y/a.jpg",
+    "label": "Front View",
+    "position": 1,
+    "disabled": False,
+    "roles": ["base", "small_image", "thumbnail"],
+}
+
+
+def rec(sku: Any = "SKU-1", images: Any = None, **extra: Any) -> dict[str, Any]:
+    return {"sku": sku, "images": [dict(IMAGE)] if images is None else images, **extra}
+
+
+def ndjson(*records: Any) -> str:
+    return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records)
+
+
+def write(tmp_path: Path, name: str, content: str | bytes) -> str:
+    path = tmp_path / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return str(path)
+
+
+def run(paths: list[str], stdin: bytes | None = None) -> list[Item | Rejection]:
+    return list(Feed(paths, stdin=io.BytesIO(stdin) if stdin is not None else None))
+
+
+def one(obj: Any) -> Item | Rejection:
+    """Feed a single record through a JSON list body on stdin."""
+    (result,) = run(["-"], stdin=json.dumps([obj]).encode())
+    return result
+
+
+def item(obj: dict[str, Any]) -> Item:
+    result = one(obj)
+    assert isinstance(result, Item), result
+    return result
+
+
+def rejection(obj: dict[str, Any]) -> Rejection:
+    result = one(obj)
+    assert isinstance(result, Rejection), result
+    return result
+
+
+def kinds(results: list[Item | Rejection]) -> list[tuple[str, str, int]]:
+    return [(type(r).__name__, r.source, r.ordinal) for r in results]
+
+
+# --- NDJSON ------------------------------------------------------------------------------------
+
+
+def test_ndjson_item_is_mapped(tmp_path: Path) -> None:
+    path = write(tmp_path, "feed.ndjson", ndjson(rec()))
+    (result,) = run([path])
+    assert result == Item(
+        sku="SKU-1",
+        images=(
+            DesiredImage(
+                path="/m/y/a.jpg",
+                position=1,
+                label="Front View",
+                label_given=True,
+                disabled=False,
+                roles=("image", "small_image", "thumbnail"),
+            ),
+        ),
+        source=f"{path}:1",
+        ordinal=1,
+        warnings=(),
+    )
+
+
+def test_line_numbers_and_ordinals_skip_blank_lines(tmp_path: Path) -> None:
+    text = "\n" + ndjson(rec("A")) + "   \n\t\n" + ndjson(rec("B")) + "\r\n" + json.dumps(rec("C"))
+    path = write(tmp_path, "feed.jsonl", text)
+    results = run([path])
+    assert [(r.sku, r.source, r.ordinal) for r in results] == [
+        ("A", f"{path}:2", 1),
+        ("B", f"{path}:5", 2),
+        ("C", f"{path}:7", 3),
+    ]
+
+
+def test_crlf_and_byte_order_mark(tmp_path: Path) -> None:
+    path = write(tmp_path, "feed.ndjson", b"\xef\xbb\xbf" + ndjson(rec("A"), rec("B")).replace("\n", "\r\n").encode())
+    assert [r.sku for r in run([path]) if isinstance(r, Item)] == ["A", "B"]
+
+
+def test_bad_lines_do_not_stop_the_rest(tmp_path: Path) -> None:
+    text = ndjson(rec("A"), "{not json", "[1, 2]", '"SKU-2"', "null", rec(7), rec("B")) + "\xff\n"
+    path = write(tmp_path, "feed.ndjson", text.encode("latin-1"))
+    results = run([path])
+    assert kinds(results) == [
+        ("Item", f"{path}:1", 1),
+        ("Rejection", f"{path}:2", 2),
+        ("Rejection", f"{path}:3", 3),
+        ("Rejection", f"{path}:4", 4),
+        ("Rejection", f"{path}:5", 5),
+        ("Rejection", f"{path}:6", 6),
+        ("Item", f"{path}:7", 7),
+        ("Rejection", f"{path}:8", 8),
+    ]
+    errors = [r.error for r in results if isinstance(r, Rejection)]
+    assert errors[0].startswith("invalid JSON")
+    assert errors[1] == "not a JSON object (list)"
+    assert errors[2] == "not a JSON object (str)"
+    assert errors[3] == "not a JSON object (NoneType)"
+    assert errors[4] == "sku: must be a string"
+    assert errors[5].startswith("not valid UTF-8")
+
+
+def _padded(size: int, sku: str = "BIG") -> str:
+    """A valid record line of exactly `size` bytes (padding in an ignored extra key)."""
+    base = json.dumps(rec(sku, pad=""))
+    return json.dumps(rec(sku, pad="x" * (size - len(base))))
+
+
+def test_record_size_limit(tmp_path: Path) -> None:
+    exact = _padded(MAX_RECORD_BYTES)
+    over = _padded(MAX_RECORD_BYTES + 1)
+    assert len(exact) == MAX_RECORD_BYTES
+    junk = "{" * (3 * MAX_RECORD_BYTES)  # invalid JSON: only the size check may report it
+    text = exact + "\r\n" + over + "\n" + junk + "\n" + ndjson(rec("AFTER"))
+    path = write(tmp_path, "feed.ndjson", text)
+    results = run([path])
+    assert kinds(results) == [
+        ("Item", f"{path}:1", 1),
+        ("Rejection", f"{path}:2", 2),
+        ("Rejection", f"{path}:3", 3),
+        ("Item", f"{path}:4", 4),
+    ]
+    assert results[1].error == results[2].error == "record larger than 1 MB (1048576 bytes)"
+    assert results[1].sku is None
+
+
+def test_oversized_last_line_without_newline(tmp_path: Path) -> None:
+    path = write(tmp_path, "feed.ndjson", ndjson(rec("A")) + "x" * (MAX_RECORD_BYTES + 5))
+    assert kinds(run([path])) == [("Item", f"{path}:1", 1), ("Rejection", f"{path}:2", 2)]
+
+
+def test_deeply_nested_json_is_a_rejection_not_a_crash(tmp_path: Path) -> None:
+    deep = '{"sku": "A", "images": [], "x": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    lines = write(tmp_path, "feed.ndjson", ndjson(rec("A"), deep, rec("B")))
+    document = write(tmp_path, "bulk.json", f"[{deep}]")
+    results = run([lines, document])
+    assert kinds(results) == [
+        ("Item", f"{lines}:1", 1),
+        ("Rejection", f"{lines}:2", 2),
+        ("Item", f"{lines}:3", 3),
+        ("Rejection", document, 4),
+    ]
+    assert results[1].error == results[3].error == "invalid JSON: nested too deeply"
+
+
+# --- JSON documents ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "request_id"),
+    [
+        ({"request": {"request_id": "op-12345", "items": [rec("A"), rec("B")]}}, "op-12345"),
+        ({"request": {"items": [rec("A"), rec("B")]}}, None),
+        ({"items": [rec("A"), rec("B")]}, None),
+        ([rec("A"), rec("B")], None),
+        ({"request": {"request_id": 42, "items": [rec("A"), rec("B")]}}, "42"),
+    ],
+)
+def test_json_shapes(tmp_path: Path, body: Any, request_id: str | None) -> None:
+    path = write(tmp_path, "bulk.json", json.dumps(body, indent=2))
+    feed = Feed([path])
+    results = list(feed)
+    assert [(r.sku, r.source, r.ordinal) for r in results] == [
+        ("A", f"{path}#items[0]", 1),
+        ("B", f"{path}#items[1]", 2),
+    ]
+    assert feed.request_id == request_id
+
+
+def test_request_id_is_known_while_iterating_and_first_one_wins(tmp_path: Path) -> None:
+    first = write(tmp_path, "a.json", json.dumps({"request": {"request_id": "op-1", "items": [rec("A")]}}))
+    second = write(tmp_path, "b.json", json.dumps({"request": {"request_id": "op-2", "items": [rec("B")]}}))
+    feed = Feed([first, second])
+    assert feed.request_id is None
+    it = iter(feed)
+    next(it)
+    assert feed.request_id == "op-1"
+    list(it)
+    assert feed.request_id == "op-1"
+
+
+def test_request_id_none_for_ndjson(tmp_path: Path) -> None:
+    feed = Feed([write(tmp_path, "a.ndjson", ndjson(rec()))])
+    list(feed)
+    assert feed.request_id is None
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("{not json", "invalid JSON"),
+        ("", "invalid JSON"),
+        (ndjson(rec("A"), rec("B")), "invalid JSON"),
+        ('"items"', "not a bulk body"),
+        ('{"foo": []}', "not a bulk body"),
+        ('{"items": {}}', "not a bulk body"),
+        ('{"request": []}', "not a bulk body"),
+        ('{"request": {"request_id": "x"}}', "not a bulk body"),
+    ],
+)
+def test_bad_json_document_is_one_rejection_and_next_file_goes_on(tmp_path: Path, content: str, fragment: str) -> None:
+    bad = write(tmp_path, "bad.json", content)
+    good = write(tmp_path, "good.ndjson", ndjson(rec("OK")))
+    results = run([bad, good])
+    assert kinds(results) == [("Rejection", bad, 1), ("Item", f"{good}:1", 2)]
+    assert fragment in results[0].error
+
+
+def test_json_items_are_validated_one_by_one(tmp_path: Path) -> None:
+    body = {"items": [rec("A"), "x", rec("B", images="nope"), {"images": []}, rec("C")]}
+    path = write(tmp_path, "bulk.json", json.dumps(body))
+    results = run([path])
+    assert [type(r).__name__ for r in results] == ["Item", "Rejection", "Rejection", "Rejection", "Item"]
+    assert results[2].sku == "B"
+    assert results[2].error == "images: must be a list"
+    assert results[3].error == "sku: is required"
+    assert results[4].source == f"{path}#items[4]"
+
+
+def test_json_item_over_the_size_limit(tmp_path: Path) -> None:
+    big = rec("BIG", pad="é" * (MAX_RECORD_BYTES // 2))  # under 1M characters, over 1 MB in UTF-8
+    path = write(tmp_path, "bulk.json", json.dumps([big, rec("SMALL")]))
+    results = run([path])
+    assert isinstance(results[0], Rejection)
+    assert results[0].error == "record larger than 1 MB (1048576 bytes)"
+    assert results[0].sku == "BIG"
+    assert isinstance(results[1], Item)
+
+
+# --- files, gzip, stdin --------------------------------------------------------------------------
+
+
+def test_files_in_order_and_ordinals_across_files(tmp_path: Path) -> None:
+    a = write(tmp_path, "a.ndjson", ndjson(rec("A1"), rec("A2")))
+    b = write(tmp_path, "b.json", json.dumps([rec("B1")]))
+    missing = str(tmp_path / "missing.ndjson")
+    c = write(tmp_path, "c.jsonl", ndjson(rec("C1")))
+    results = run([a, b, missing, str(tmp_path), c])
+    assert kinds(results) == [
+        ("Item", f"{a}:1", 1),
+        ("Item", f"{a}:2", 2),
+        ("Item", f"{b}#items[0]", 3),
+        ("Rejection", missing, 4),
+        ("Rejection", str(tmp_path), 5),
+        ("Item", f"{c}:1", 6),
+    ]
+    assert results[3].error == "cannot open file: No such file or directory"
+    assert results[4].error.startswith("cannot open file")
+
+
+def test_iterating_again_restarts(tmp_path: Path) -> None:
+    feed = Feed([write(tmp_path, "a.ndjson", ndjson(rec("A"), rec("B")))])
+    assert list(feed) == list(feed)
+
+
+@pytest.mark.parametrize("name", ["feed.ndjson.gz", "feed.jsonl.gz", "feed.ndjson", "feed.txt", "feed"])
+def test_gzip_ndjson(tmp_path: Path, name: str) -> None:
+    path = write(tmp_path, name, gzip.compress(ndjson(rec("A"), "", rec("B")).encode()))
+    assert [(r.sku, r.source) for r in run([path])] == [("A", f"{path}:1"), ("B", f"{path}:3")]
+
+
+@pytest.mark.parametrize("name", ["bulk.json.gz", "bulk.JSON.GZ", "bulk.json", "bulk.dat"])
+def test_gzip_json(tmp_path: Path, name: str) -> None:
+    body = {"request": {"request_id": "op-9", "items": [rec("A")]}}
+    path = write(tmp_path, name, gzip.compress(json.dumps(body, indent=1).encode()))
+    feed = Feed([path])
+    assert [(r.sku, r.source) for r in feed] == [("A", f"{path}#items[0]")]
+    assert feed.request_id == "op-9"
+
+
+def test_truncated_gzip_keeps_what_was_read(tmp_path: Path) -> None:
+    data = gzip.compress(ndjson(*(rec(f"S{i}") for i in range(2000))).encode(), compresslevel=0)
+    path = write(tmp_path, "feed.ndjson.gz", data[: len(data) // 2])
+    good = write(tmp_path, "next.ndjson", ndjson(rec("NEXT")))
+    results = run([path, good])
+    *items, failure, last = results
+    assert items and all(isinstance(r, Item) for r in items)
+    assert isinstance(failure, Rejection)
+    assert failure.source == path
+    assert failure.error.startswith("read error")
+    assert last.sku == "NEXT"
+    assert last.ordinal == len(items) + 2
+
+
+def test_plain_file_named_gz_is_read_by_content(tmp_path: Path) -> None:
+    path = write(tmp_path, "feed.ndjson.gz", ndjson(rec("A")))
+    assert [r.sku for r in run([path])] == ["A"]
+
+
+def test_stdin_ndjson_keeps_the_sniffed_line() -> None:
+    results = run(["-"], stdin=("\n\n" + ndjson(rec("A"), "{bad", rec("B"))).encode())
+    assert kinds(results) == [("Item", "-:3", 1), ("Rejection", "-:4", 2), ("Item", "-:5", 3)]
+
+
+def test_stdin_ndjson_first_record_invalid_but_has_sku() -> None:
+    results = run(["-"], stdin=ndjson(rec("A", images=3), rec("B")).encode())
+    assert kinds(results) == [("Rejection", "-:1", 1), ("Item", "-:2", 2)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"request": {"request_id": "op-1", "items": [rec("A"), rec("B")]}},
+        {"items": [rec("A"), rec("B")]},
+        [rec("A"), rec("B")],
+    ],
+)
+@pytest.mark.parametrize("indent", [None, 2])
+def test_stdin_json_document(body: Any, indent: int | None) -> None:
+    results = run(["-"], stdin=b"\n" + json.dumps(body, indent=indent).encode())
+    assert [(r.sku, r.source) for r in results] == [("A", "-#items[0]"), ("B", "-#items[1]")]
+
+
+def test_stdin_single_line_json_object_without_sku_is_a_document() -> None:
+    feed = Feed(["-"], stdin=io.BytesIO(json.dumps({"request": {"request_id": "r", "items": [rec()]}}).encode()))
+    assert [r.source for r in feed] == ["-#items[0]"]
+    assert feed.request_id == "r"
+
+
+@pytest.mark.parametrize("payload", [ndjson(rec("A"), rec("B")), json.dumps([rec("A"), rec("B")])])
+def test_stdin_gzip(payload: str) -> None:
+    results = run(["-"], stdin=gzip.compress(payload.encode()))
+    assert [r.sku for r in results] == ["A", "B"]
+
+
+@pytest.mark.parametrize("data", [b"", b"\n  \n", gzip.compress(b"")])
+def test_empty_stdin_is_an_empty_feed(data: bytes) -> None:
+    assert run(["-"], stdin=data) == []
+
+
+def test_stdin_garbage_is_one_rejection() -> None:
+    results = run(["-"], stdin=b"hello\nworld\n")
+    assert kinds(results) == [("Rejection", "-", 1)]
+    assert results[0].error.startswith("invalid JSON")
+
+
+def test_stdin_with_files(tmp_path: Path) -> None:
+    a = write(tmp_path, "a.ndjson", ndjson(rec("A")))
+    results = run([a, "-"], stdin=ndjson(rec("S")).encode())
+    assert kinds(results) == [("Item", f"{a}:1", 1), ("Item", "-:1", 2)]
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    result = item(rec(images=[{"file_path": "a.jpg"}, {"file_path": "b.jpg"}, {"file_path": "c.jpg"}]))
+    assert result.images == (
+        DesiredImage(path="/a.jpg", position=1),
+        DesiredImage(path="/b.jpg", position=2),
+        DesiredImage(path="/c.jpg", position=3),
+    )
+    assert result.images[0].label_given is False
+    assert result.images[0].disabled is None
+    assert result.images[0].roles == ()
+
+
+def test_nulls_mean_not_sent_except_label() -> None:
+    image = {"file_path": "a.jpg", "label": None, "position": None, "disabled": None, "roles": None}
+    (result,) = item(rec(images=[image])).images
+    assert result == DesiredImage(path="/a.jpg", position=1, label=None, label_given=True)
+
+
+def test_empty_images_list_is_an_item() -> None:
+    assert item(rec(images=[])).images == ()
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [
+        ("Front View", "Front View"),
+        (" Front ", " Front "),
+        ("", None),
+        ("   ", None),
+        (None, None),
+        ("é" * 255, "é" * 255),
+    ],
+)
+def test_labels(label: str | None, expected: str | None) -> None:
+    (image,) = item(rec(images=[{"file_path": "a.jpg", "label": label}])).images
+    assert (image.label, image.label_given) == (expected, True)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(0, 0), (7, 7), (3.0, 3), (2**32 - 1, 2**32 - 1)])
+def test_positions(value: Any, expected: int) -> None:
+    (image,) = item(rec(images=[{"file_path": "a.jpg", "position": value}])).images
+    assert image.position == expected
+    assert type(image.position) is int
+
+
+@pytest.mark.parametrize(("value", "expected"), [(True, True), (False, False), (1, True), (0, False)])
+def test_disabled(value: Any, expected: bool) -> None:
+    (image,) = item(rec(images=[{"file_path": "a.jpg", "disabled": value}])).images
+    assert image.disabled is expected
+
+
+def test_extra_keys_are_ignored() -> None:
+    result = item(rec(images=[{**IMAGE, "media_type": "image", "types": []}], product_id=5, store="x"))
+    assert result.images[0].path == "/m/y/a.jpg"
+
+
+@pytest.mark.parametrize("sku", ["SKU-001", " Sku 1 ", "ñ" * 64, "0"])
+def test_sku_is_kept_as_given(sku: str) -> None:
+    assert item(rec(sku)).sku == sku
+
+
+@pytest.mark.parametrize(
+    ("record", "error", "sku"),
+    [
+        ({"images": []}, "sku: is required", None),
+        (rec(None), "sku: must be a string", None),
+        (rec(12345), "sku: must be a string", None),
+        (rec(["A"]), "sku: must be a string", None),
+        (rec(""), "sku: must not be empty", None),
+        (rec("  \t"), "sku: must not be empty", None),
+        (rec("X" * 65), "sku: longer than 64 characters", "X" * 65),
+        ({"sku": "A"}, "images: is required", "A"),
+        (rec("A", images=None) | {"images": None}, "images: must be a list", "A"),
+        (rec("A", images={"file_path": "a.jpg"}), "images: must be a list", "A"),
+        (rec("A", images="a.jpg"), "images: must be a list", "A"),
+        (rec("A", images=["a.jpg"]), "images[0]: must be an object", "A"),
+        (rec("A", images=[{}]), "images[0].file_path: is required", "A"),
+        (rec("A", images=[{"file_path": 3}]), "images[0].file_path: must be a string", "A"),
+        (rec("A", images=[{"file_path": None}]), "images[0].file_path: must be a string", "A"),
+        (rec("A", images=[{"file_path": "a", "label": 5}]), "images[0].label: must be a string", "A"),
+        (rec("A", images=[{"file_path": "a", "label": "x" * 256}]), "images[0].label: longer than 255", "A"),
+        (
+            rec("A", images=[IMAGE, IMAGE, {"file_path": "a", "position": "1"}]),
+            "images[2].position: must be an integer",
+            "A",
+        ),
+        (
+            rec("A", images=[{"file_path": "a", "position": 1.5}]),
+            "images[0].position: must be an integer",
+            "A",
+        ),
+        (
+            rec("A", images=[{"file_path": "a", "position": True}]),
+            "images[0].position: must be an integer",
+            "A",
+        ),
+        (
+            rec("A", images=[{"file_path": "a", "position": [1]}]),
+            "images[0].position: must be an integer",
+            "A",
+        ),
+        (rec("A", images=[{"file_path": "a", "position": -1}]), "images[0].position: must be between 0", "A"),
+        (
+            rec("A", images=[{"file_path": "a", "position": 2**32}]),
+            "images[0].position: must be between 0",
+            "A",
+        ),
+        (
+            rec("A", images=[{"file_path": "a", "disabled": 2}]),
+            "images[0].disabled: must be true, false, 0 or 1",
+            "A",
+        ),
+        (rec("A", images=[{"file_path": "a", "disabled": "true"}]), "images[0].disabled: must be true", "A"),
+        (rec("A", images=[{"file_path": "a", "disabled": 1.0}]), "images[0].disabled: must be true", "A"),
+        (rec("A", images=[{"file_path": "a", "roles": "base"}]), "images[0].roles: must be a list", "A"),
+        (
+            rec("A", images=[{"file_path": "a", "roles": ["base", 1]}]),
+            "images[0].roles[1]: must be a string",
+            "A",
+        ),
+        (
+            rec("A", images=[IMAGE, {"file_path": "m/../a.jpg"}]),
+            "images[1].file_path: path 'm/../a.jpg' has a '.'",
+            "A",
+        ),
+        (rec("A", images=[{"file_path": ""}]), "images[0].file_path: empty path", "A"),
+        (
+            rec("A", images=[{"file_path": "cache/x/a.jpg"}]),
+            "images[0].file_path: path 'cache/x/a.jpg' is a resized",
+            "A",
+        ),
+        (
+            rec("A", images=[{"file_path": "https://h/x.jpg"}]),
+            "images[0].file_path: URL 'https://h/x.jpg' does not",
+            "A",
+        ),
+    ],
+)
+def test_rejections(record: dict[str, Any], error: str, sku: str | None) -> None:
+    result = rejection(record)
+    assert result.error.startswith(error), result.error
+    assert result.sku == sku
+    assert result.source == "-#items[0]"
+    assert result.ordinal == 1
+
+
+def test_rejection_counts_further_problems() -> None:
+    result = rejection(rec(3, images=[{"position": "x"}]))
+    assert result.error == "sku: must be a string (and 2 more)"
+
+
+# --- roles and duplicates ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("names", "codes"),
+    [
+        (["base"], ("image",)),
+        (["Small", "SWATCH"], ("small_image", "swatch_image")),
+        (
+            ["thumbnail", "swatch_image", "small_image", "image"],
+            ("image", "small_image", "thumbnail", "swatch_image"),
+        ),
+        (["base", "image", " BASE "], ("image",)),  # one image naming a role twice: no warning
+        ([], ()),
+    ],
+)
+def test_role_aliases(names: list[str], codes: tuple[str, ...]) -> None:
+    result = item(rec(images=[{"file_path": "a.jpg", "roles": names}]))
+    assert result.images[0].roles == codes
+    assert result.warnings == ()
+
+
+def test_unknown_roles_are_dropped_with_a_warning() -> None:
+    images = [{"file_path": "m/y/b.jpg"}, {"file_path": "m/y/a.jpg", "roles": ["base", "hero", ""]}]
+    result = item(rec(images=images))
+    assert result.images[1].roles == ("image",)
+    assert result.warnings == (
+        'unknown_role: image 2 (m/y/a.jpg): role "hero" ignored',
+        'unknown_role: image 2 (m/y/a.jpg): role "" ignored',
+    )
+
+
+def test_duplicate_role_goes_to_the_later_image() -> None:
+    images = [
+        {"file_path": "a.jpg", "roles": ["base", "thumbnail"]},
+        {"file_path": "b.jpg", "roles": ["small"]},
+        {"file_path": "c.jpg", "roles": ["image", "small_image"]},
+    ]
+    result = item(rec(images=images))
+    assert [i.roles for i in result.images] == [("thumbnail",), (), ("image", "small_image")]
+    assert result.warnings == (
+        'duplicate_role: role "image" claimed by image 1 (a.jpg) and image 3 (c.jpg): image 3 keeps it',
+        'duplicate_role: role "small_image" claimed by image 2 (b.jpg) and image 3 (c.jpg): image 3 keeps it',
+    )
+
+
+def test_duplicate_image_keeps_the_later_entry() -> None:
+    images = [
+        {"file_path": "m/y/a.jpg", "label": "old", "roles": ["base"], "disabled": True},
+        {"file_path": "m/y/b.jpg", "roles": ["thumbnail"]},
+        {"file_path": "https://h/media/catalog/product/m/y/a.jpg", "roles": ["small"]},
+    ]
+    result = item(rec(images=images))
+    assert result.images == (
+        DesiredImage(path="/m/y/b.jpg", position=2, roles=("thumbnail",)),
+        DesiredImage(path="/m/y/a.jpg", position=3, roles=("small_image",)),
+    )
+    assert result.warnings == (
+        "duplicate_image: image 1 (m/y/a.jpg) dropped: image 3 "
+        "(https://h/media/catalog/product/m/y/a.jpg) is the same file /m/y/a.jpg",
+    )
+
+
+def test_duplicate_image_dropped_entry_loses_its_roles_without_role_warning() -> None:
+    images = [
+        {"file_path": "/a.jpg", "roles": ["base"], "position": 9},
+        {"file_path": "a.jpg", "roles": ["base"], "position": 4},
+        {"file_path": "catalog/product/a.jpg", "roles": ["thumbnail"], "label": "new"},
+    ]
+    result = item(rec(images=images))
+    assert result.images == (
+        DesiredImage(path="/a.jpg", position=3, label="new", label_given=True, roles=("thumbnail",)),
+    )
+    assert [w.split(":")[0] for w in result.warnings] == ["duplicate_image", "duplicate_image"]
+
+
+def test_warning_codes_cover_what_is_emitted() -> None:
+    images = [
+        {"file_path": "a.jpg", "roles": ["hero", "base"]},
+        {"file_path": "b.jpg"},
+        {"file_path": "/b.jpg", "roles": ["base"]},
+    ]
+    result = item(rec(images=images))
+    codes = {w.split(": ", 1)[0] for w in result.warnings}
+    assert codes == set(WARNING_CODES) == {"unknown_role", "duplicate_role", "duplicate_image"}
+    assert all(re.fullmatch(r"[a-z_]+: .+", w) for w in result.warnings)
+
+
+# --- streaming ------------------------------------------------------------------------------------
+
+
+class LockstepLines(io.RawIOBase):
+    """An endless NDJSON stream that serves line k+1 only after the consumer has received k items.
+
+    Each read returns at most the rest of one line, so a reader that wanted the whole input (or
+    even one record ahead) before yielding would trip the assertion instead of hanging.
+    """
+
+    def __init__(self, received: list[Item | Rejection]) -> None:
+        super().__init__()
+        self.received = received
+        self.lines_started = 0
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self.pending:
+            assert len(self.received) >= self.lines_started, "asked for the next line before yielding"
+            self.lines_started += 1
+            self.pending = (json.dumps(rec(f"S{self.lines_started}")) + "\n").encode()
+        n = min(len(buffer), len(self.pending))
+        buffer[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
+
+
+def test_ndjson_on_stdin_is_streamed_record_by_record() -> None:
+    received: list[Item | Rejection] = []
+    stream = LockstepLines(received)
+    for result in itertools.islice(Feed(["-"], stdin=stream), 5):  # type: ignore[arg-type]
+        received.append(result)
+    assert [r.sku for r in received] == ["S1", "S2", "S3", "S4", "S5"]
+    assert [r.source for r in received] == ["-:1", "-:2", "-:3", "-:4", "-:5"]
+    assert stream.lines_started == 5
+
+
+class EndlessGzip(io.RawIOBase):
+    """A gzip-compressed NDJSON stream without end; fails if more than `limit` bytes are pulled."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.pulled = 0
+        self.pending = b""
+        self.compressor = zlib.compressobj(wbits=31)
+        self.lines = (json.dumps(rec(f"S{n}")).encode() + b"\n" for n in itertools.count(1))
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self.pending:
+            self.pending = self.compressor.compress(next(self.lines)) + self.compressor.flush(zlib.Z_SYNC_FLUSH)
+        n = min(len(buffer), len(self.pending))
+        buffer[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        self.pulled += n
+        assert self.pulled <= self.limit, "read far beyond the first records"
+        return n
+
+
+def test_gzip_ndjson_on_stdin_is_streamed() -> None:
+    stream = EndlessGzip(limit=MAX_RECORD_BYTES)
+    first = list(itertools.islice(Feed(["-"], stdin=stream), 3))  # type: ignore[arg-type]
+    assert [r.sku for r in first] == ["S1", "S2", "S3"]
+    assert stream.pulled < 256 * 1024
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_ndjson_file_yields_before_the_writer_finishes(tmp_path: Path) -> None:
+    """A named pipe as the .ndjson file: the writer sends line 2 only after item 1 arrived."""
+    path = tmp_path / "feed.ndjson"
+    os.mkfifo(path)
+    got_first = threading.Event()
+    outcome: dict[str, bool] = {}
+
+    def writer() -> None:
+        with open(path, "wb") as pipe:
+            pipe.write(ndjson(rec("A")).encode())
+            pipe.flush()
+            outcome["first_seen_in_time"] = got_first.wait(timeout=10)
+            pipe.write(ndjson(rec("B")).encode())
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    it: Iterator[Item | Rejection] = iter(Feed([str(path)]))
+    first = next(it)
+    got_first.set()
+    rest = list(it)
+    thread.join()
+    assert outcome["first_seen_in_time"]
+    assert [r.sku for r in [first, *rest]] == ["A", "B"]

@@ -1,0 +1,236 @@
+"""canonical_path and friends: every spelling a PIM sends maps to Magento's `/m/y/a.jpg`."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from nacento_sync.paths import (
+    MAX_PATH_CHARS,
+    canonical_path,
+    normalize_role,
+    object_key,
+    stored_to_canonical,
+)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "m/y/a.jpg",
+        "/m/y/a.jpg",
+        "catalog/product/m/y/a.jpg",
+        "/catalog/product/m/y/a.jpg",
+        "media/catalog/product/m/y/a.jpg",
+        "/media/catalog/product/m/y/a.jpg",
+        "pub/media/catalog/product/m/y/a.jpg",
+        "/pub/media/catalog/product/m/y/a.jpg",
+        "  m/y/a.jpg\n",
+        "\t/pub/media/catalog/product/m/y/a.jpg ",
+        "https://shop.example.com/media/catalog/product/m/y/a.jpg",
+        "http://shop.example.com/media/catalog/product/m/y/a.jpg",
+        "https://cdn.example.net:8443/pub/media/catalog/product/m/y/a.jpg",
+        "https://shop.example.com/static/x/media/catalog/product/m/y/a.jpg",
+        "https://shop.example.com/media/catalog/product/m/y/a.jpg?v=3#top",
+        "HTTPS://SHOP.example.com/media/catalog/product/m/y/a.jpg",
+        "https://shop.example.com/media%2Fcatalog%2Fproduct/m/y/a.jpg",
+        "https://shop.example.com/media/catalog/product/m/y/%61.jpg",
+    ],
+)
+def test_spellings_of_one_image(raw: str) -> None:
+    assert canonical_path(raw) == "/m/y/a.jpg"
+
+
+def test_case_is_kept() -> None:
+    assert canonical_path("M/Y/My-Image.JPG") == "/M/Y/My-Image.JPG"
+    assert canonical_path("https://h/media/catalog/product/A/B/C.jpg") == "/A/B/C.jpg"
+
+
+def test_url_is_percent_decoded_and_first_marker_wins() -> None:
+    assert canonical_path("https://h/media/catalog/product/m/y/my%20image.jpg") == "/m/y/my image.jpg"
+    assert canonical_path("https://h/media/catalog/product/m/y/media/x.jpg") == "/m/y/media/x.jpg"
+
+
+def test_other_paths_are_kept_relative_to_catalog_product() -> None:
+    assert canonical_path("a.jpg") == "/a.jpg"
+    assert canonical_path("media/a.jpg") == "/media/a.jpg"
+    assert canonical_path("catalog/a.jpg") == "/catalog/a.jpg"
+    assert canonical_path("m/y/cache/a.jpg") == "/m/y/cache/a.jpg"
+    assert canonical_path("m/y/a b%20c.jpg") == "/m/y/a b%20c.jpg"  # only URLs are decoded
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ("", "empty path"),
+        ("   ", "empty path"),
+        ("/", "empty after removing"),
+        ("catalog/product/", "empty after removing"),
+        ("pub/media/catalog/product", "empty after removing"),
+        ("m/../a.jpg", "'.' or '..'"),
+        ("../a.jpg", "'.' or '..'"),
+        ("./a.jpg", "'.' or '..'"),
+        ("m/y/.", "'.' or '..'"),
+        ("m//a.jpg", "empty segment"),
+        ("//m/y/a.jpg", "empty segment"),
+        ("m/y/", "empty segment"),
+        ("m/y\x00/a.jpg", "control character"),
+        ("m/y/a\x1f.jpg", "control character"),
+        ("m/y/a\x7f.jpg", "control character"),
+        ("m/y/a\n.jpg", "control character"),
+        ("m\\y\\a.jpg", "backslash"),
+        ("cache/abc/m/y/a.jpg", "cache"),
+        ("/catalog/product/cache/abc/m/y/a.jpg", "cache"),
+        ("pub/media/catalog/product/cache/abc/a.jpg", "cache"),
+        ("catalog/product/catalog/product/a.jpg", "repeats"),
+        ("https://h/media/catalog/product/cache/abc/m/y/a.jpg", "resized copy"),
+        ("https://h/cache/media/catalog/product/m/y/a.jpg", "resized copy"),
+        ("https://h/media/catalog/product/x/%63ache/a.jpg", "resized copy"),
+        ("https://h/pub/static/a.jpg", "does not contain"),
+        ("https://h/", "does not contain"),
+        ("https://h/catalog/product/m/y/a.jpg", "does not contain"),
+        ("https://h/media/catalog/product/", "empty after removing"),
+        ("https://h/media/catalog/product/m/%2E%2E/a.jpg", "'.' or '..'"),
+        ("https://h/media/catalog/product/m/y/a%0A.jpg", "control character"),
+        ("https://h/media/catalog/product/m/y/a%5Cb.jpg", "backslash"),
+        ("https://h/media/catalog/product/m//a.jpg", "empty segment"),
+        ("https://h/media/catalog/product/m/y/a.jpg%20", "ends with whitespace"),
+        ("https://h/media/catalog/product/m/y/%FF.jpg", "invalid URL"),
+        ("m/y/" + "a" * (MAX_PATH_CHARS - 4), "longer than 255"),
+    ],
+)
+def test_rejected(raw: str, fragment: str) -> None:
+    with pytest.raises(ValueError) as info:
+        canonical_path(raw)
+    assert fragment in str(info.value)
+
+
+def test_length_limit_counts_the_leading_slash() -> None:
+    name = "m/y/" + "a" * (MAX_PATH_CHARS - 5)
+    assert len(canonical_path(name)) == MAX_PATH_CHARS
+    with pytest.raises(ValueError, match="longer than 255"):
+        canonical_path(name + "b")
+
+
+def test_long_junk_is_truncated_in_the_message() -> None:
+    with pytest.raises(ValueError) as info:
+        canonical_path("x" * 5000 + "/../a")
+    assert len(str(info.value)) < 200
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("/m/y/a.jpg", "/m/y/a.jpg"), ("m/y/a.jpg", "/m/y/a.jpg"), ("//m/y/a.jpg", "/m/y/a.jpg"), ("", "/")],
+)
+def test_stored_to_canonical(value: str, expected: str) -> None:
+    assert stored_to_canonical(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        ("", "media/catalog/product/m/y/a.jpg"),
+        ("/", "media/catalog/product/m/y/a.jpg"),
+        ("shop", "shop/media/catalog/product/m/y/a.jpg"),
+        ("/shop/", "shop/media/catalog/product/m/y/a.jpg"),
+        ("a/b", "a/b/media/catalog/product/m/y/a.jpg"),
+    ],
+)
+def test_object_key(prefix: str, expected: str) -> None:
+    assert object_key("/m/y/a.jpg", prefix) == expected
+
+
+def test_object_key_default_prefix() -> None:
+    assert object_key("/m/y/a.jpg") == "media/catalog/product/m/y/a.jpg"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("base", "image"),
+        ("image", "image"),
+        ("BASE", "image"),
+        (" Base ", "image"),
+        ("small", "small_image"),
+        ("small_image", "small_image"),
+        ("Small_Image", "small_image"),
+        ("thumbnail", "thumbnail"),
+        ("swatch", "swatch_image"),
+        ("swatch_image", "swatch_image"),
+        ("hero", None),
+        ("", None),
+        ("image_label", None),
+        ("small image", None),
+    ],
+)
+def test_normalize_role(name: str, expected: str | None) -> None:
+    assert normalize_role(name) == expected
+
+
+# --- properties ----------------------------------------------------------------------------------
+
+_SEGMENT_CHARS = st.characters(
+    blacklist_categories=("Cs", "Cc", "Zs", "Zl", "Zp"),
+    blacklist_characters="/\\\x85",
+)
+_segment = st.text(_SEGMENT_CHARS, min_size=1, max_size=12).filter(lambda s: s not in (".", ".."))
+
+
+@st.composite
+def relative_paths(draw: st.DrawFn) -> str:
+    """Valid paths relative to catalog/product: no prefix, not in cache/, short enough."""
+    rel = "/".join(draw(st.lists(_segment, min_size=1, max_size=5)))
+    assume(rel.split("/")[0] != "cache")
+    assume(not rel.startswith(("catalog/product", "media/catalog/product", "pub/media/catalog/product")))
+    return rel
+
+
+@given(relative_paths(), st.sampled_from(["", "/"]), st.sampled_from(["", " ", "\t", "\n "]))
+def test_every_spelling_gives_the_same_result(rel: str, slash: str, space: str) -> None:
+    expected = "/" + rel
+    assume(len(expected) <= MAX_PATH_CHARS)
+    quoted = quote(rel, safe="/")
+    spellings = [
+        rel,
+        "/" + rel,
+        f"{slash}catalog/product/{rel}",
+        f"{slash}media/catalog/product/{rel}",
+        f"{slash}pub/media/catalog/product/{rel}",
+        f"https://shop.example.com/media/catalog/product/{quoted}",
+        f"http://h:8080/pub/media/catalog/product/{quoted}?v=1#x",
+        f"{space}{rel}{space}",
+    ]
+    assert {canonical_path(s) for s in spellings} == {expected}
+
+
+@given(relative_paths())
+def test_canonical_form_is_a_fixed_point(rel: str) -> None:
+    assume(len(rel) < MAX_PATH_CHARS)
+    result = canonical_path(rel)
+    assert canonical_path(result) == result
+    assert stored_to_canonical(result) == result
+    assert stored_to_canonical(result.lstrip("/")) == result
+
+
+@given(
+    st.one_of(
+        st.text(max_size=60),
+        st.text(st.sampled_from("ab/.%20\\ c:?#"), max_size=40),
+        st.builds(
+            lambda pre, rest: pre + rest,
+            st.sampled_from(["", "/", "catalog/product/", "https://h/media/catalog/product/", "http://x/"]),
+            st.text(max_size=40),
+        ),
+    )
+)
+def test_idempotent_on_anything_accepted(raw: str) -> None:
+    try:
+        result = canonical_path(raw)
+    except ValueError:
+        return
+    assert result.startswith("/")
+    assert len(result) <= MAX_PATH_CHARS
+    assert canonical_path(result) == result

@@ -1,0 +1,295 @@
+"""End-to-end sync against the real MariaDB and S3 (moto) servers, on the three schema variants."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import config_dict, enable_table_statistics, install_meta, make_bucket, rows_changed, run, write_ndjson
+
+from nacento_sync.models import NO_SELECTION
+
+
+@pytest.fixture
+def store(magento):
+    install_meta(magento)
+    enable_table_statistics(magento)
+    return magento
+
+
+@pytest.fixture
+def bucket(s3_endpoint):
+    return make_bucket(s3_endpoint)
+
+
+@pytest.fixture
+def cfg(store, bucket, db_params):
+    return config_dict(store, bucket, db_params)
+
+
+def meta(store, record_id):
+    rows = store.query("SELECT s3_etag FROM {nacento_media_gallery_meta} WHERE record_id = %s", (record_id,))
+    return rows[0]["s3_etag"] if rows else None
+
+
+def test_first_sync_inserts_then_rerun_and_dry_run_write_nothing(store, bucket, cfg, tmp_path):
+    a, b = store.add_product("SKU-A"), store.add_product("SKU-B")
+    e1, e2 = bucket.put("/f/r/front.jpg"), bucket.put("/b/a/back.jpg")
+    export = write_ndjson(tmp_path / "x.ndjson", [
+        {"sku": "SKU-A", "images": [
+            {"file_path": "f/r/front.jpg", "label": "Front", "roles": ["base", "small", "thumbnail"]},
+            {"file_path": "catalog/product/b/a/back.jpg", "label": "Back", "disabled": True}]},
+        {"sku": "sku-b ", "images": [{"file_path": "https://cdn.example.com/media/catalog/product/b/a/back.jpg"}]},
+    ])
+    out = run(cfg, export)
+    assert out.report.stats.inserted == 3 and out.report.stats.ok == 2 and out.report.stats.skus_seen == 2
+    ga = store.gallery(a.link_id)
+    assert [(g["value"], g["label"], g["position"], g["store0_disabled"], g["media_type"]) for g in ga] == [
+        ("/f/r/front.jpg", "Front", 1, 0, "image"), ("/b/a/back.jpg", "Back", 2, 1, "image")]
+    assert meta(store, ga[0]["record_id"]) == e1 and meta(store, ga[1]["record_id"]) == e2
+    roles = store.roles(a.link_id)
+    for role in ("image", "small_image", "thumbnail"):
+        assert roles[(role, 0)] == "/f/r/front.jpg"
+        assert roles[(role + "_label", 0)] == "Front"
+    gb = store.gallery(b.link_id)
+    assert [(g["value"], g["label"], g["position"]) for g in gb] == [("/b/a/back.jpg", None, 1)]
+    assert out.result("sku-b ").product_id == b.entity_id
+    assert sorted(out.report.changed_product_ids) == sorted([a.entity_id, b.entity_id])
+
+    counts = store.table_counts()
+    before = rows_changed(store)
+    assert before[store.t("catalog_product_entity_media_gallery")] == 3  # the counters do count our writes
+    again = run(cfg, export)
+    dry = run(cfg, export, dry_run=True, mode="replace")
+    assert rows_changed(store) == before
+    assert store.table_counts() == counts
+    for rep in (again.report, dry.report):
+        assert rep.stats.skipped_no_change == 3
+        assert (rep.stats.inserted, rep.stats.updated_value, rep.stats.updated_meta, rep.stats.deleted) == (0,) * 4
+    assert again.report.changed_product_ids == []
+
+
+def test_changes_are_counted_and_dry_run_predicts_them(store, bucket, cfg, tmp_path):
+    p = store.add_product("SKU-1")
+    bucket.put("/a/a/one.jpg"), bucket.put("/a/a/two.jpg")
+    first = [{"file_path": "a/a/one.jpg", "label": "One"}, {"file_path": "a/a/two.jpg", "label": "Two"}]
+    run(cfg, write_ndjson(tmp_path / "1.ndjson", [{"sku": "SKU-1", "images": first}]))
+    new_etag = bucket.put("/a/a/two.jpg", b"new bytes")  # re-uploaded under the same name
+    second = [{"file_path": "a/a/one.jpg", "label": "Uno"}, {"file_path": "a/a/two.jpg", "label": "Two"}]
+    export = write_ndjson(tmp_path / "2.ndjson", [{"sku": "SKU-1", "images": second}])
+    dry = run(cfg, export, dry_run=True)
+    out = run(cfg, export)
+    for rep in (dry.report, out.report):
+        s = rep.results[0].image_stats
+        assert (s.updated_value, s.updated_meta, s.skipped_no_change, s.inserted) == (1, 1, 0, 0)
+    g = store.gallery(p.link_id)
+    assert [x["label"] for x in g] == ["Uno", "Two"]
+    assert meta(store, g[1]["record_id"]) == new_etag
+
+
+def test_missing_label_and_disabled_keep_stored_values(store, bucket, cfg, tmp_path):
+    p = store.add_product("SKU-1")
+    vid = store.add_gallery_entry(p.link_id, "/k/e/keep.jpg", label="Stored", position=4, disabled=1)
+    bucket.put("/k/e/keep.jpg")
+    out = run(cfg, write_ndjson(tmp_path / "x.ndjson", [{"sku": "SKU-1", "images": [
+        {"file_path": "k/e/keep.jpg", "position": 4}]}]))
+    (g,) = store.gallery(p.link_id)
+    assert (g["value_id"], g["label"], g["store0_disabled"]) == (vid, "Stored", 1)
+    assert out.report.stats.updated_meta == 1 and out.report.stats.updated_value == 0
+
+
+def test_magento_slashed_entries_are_matched_not_duplicated(store, bucket, cfg, tmp_path):
+    p = store.add_product("SKU-1")
+    vid = store.add_gallery_entry(p.link_id, "/m/y/image.jpg", label="Mine", position=1)
+    bucket.put("/m/y/image.jpg")
+    out = run(cfg, write_ndjson(tmp_path / "x.ndjson", [{"sku": "SKU-1", "images": [
+        {"file_path": "m/y/image.jpg", "label": "Mine", "position": 1}]}]))
+    assert [g["value_id"] for g in store.gallery(p.link_id)] == [vid]
+    s = out.report.stats
+    assert (s.inserted, s.updated_meta, s.updated_value) == (0, 1, 0)  # only the meta row was learned
+
+
+def test_legacy_and_duplicate_entries_are_merged_with_their_roles(store, bucket, cfg, tmp_path):
+    p = store.add_product("SKU-1")
+    legacy = store.add_gallery_entry(p.link_id, "l/e/legacy.jpg", label="L", position=1)
+    dup_old = store.add_gallery_entry(p.link_id, "d/u/dup.jpg", label="D", position=2)
+    dup_new = store.add_gallery_entry(p.link_id, "/d/u/dup.jpg", label="D", position=2)
+    store.set_varchar(p.link_id, "image", "l/e/legacy.jpg")
+    store.set_varchar(p.link_id, "thumbnail", "d/u/dup.jpg")
+    store.set_varchar(p.link_id, "thumbnail", "d/u/dup.jpg", store_id=1)
+    bucket.put("/l/e/legacy.jpg"), bucket.put("/d/u/dup.jpg")
+    out = run(cfg, write_ndjson(tmp_path / "x.ndjson", [{"sku": "SKU-1", "images": [
+        {"file_path": "l/e/legacy.jpg", "label": "L"}, {"file_path": "d/u/dup.jpg", "label": "D"}]}]))
+    g = store.gallery(p.link_id)
+    assert [(x["value_id"], x["value"]) for x in g] == [(legacy, "/l/e/legacy.jpg"), (dup_new, "/d/u/dup.jpg")]
+    assert store.query("SELECT COUNT(*) AS n FROM {catalog_product_entity_media_gallery} WHERE value_id = %s",
+                       (dup_old,))[0]["n"] == 0
+    roles = store.roles(p.link_id)
+    assert roles[("image", 0)] == "/l/e/legacy.jpg"
+    assert roles[("thumbnail", 0)] == roles[("thumbnail", 1)] == "/d/u/dup.jpg"
+    s = out.report.stats
+    assert (s.deleted, s.updated_value) == (1, 2)
+    codes = {w.split(":")[0] for w in out.report.results[0].image_stats.warnings}
+    assert {"legacy_path", "duplicate_entry"} <= codes
+
+
+def test_shared_gallery_row_is_never_changed_for_the_other_product(store, bucket, cfg, tmp_path):
+    a, b, c = store.add_product("SKU-A"), store.add_product("SKU-B"), store.add_product("SKU-C")
+    shared = store.add_gallery_entry(a.link_id, "s/h/shared.jpg", label="S", position=1)
+    for other in (b, c):
+        store.link_entry(shared, other.link_id)
+        store.add_value_row(shared, other.link_id, 0, "other label", 1)
+    bucket.put("/s/h/shared.jpg"), bucket.put("/o/t/other.jpg")
+    out = run(cfg, write_ndjson(tmp_path / "x.ndjson", [{"sku": "SKU-A", "images": [
+        {"file_path": "s/h/shared.jpg", "label": "New"}]}]))
+    assert any(w.startswith("shared_entry:") for w in out.result("SKU-A").image_stats.warnings)
+    (ga,) = store.gallery(a.link_id)
+    assert ga["value"] == "/s/h/shared.jpg" and ga["value_id"] != shared and ga["label"] == "New"
+    for other in (b, c):
+        (g,) = store.gallery(other.link_id)
+        assert (g["value_id"], g["value"], g["label"]) == (shared, "s/h/shared.jpg", "other label")
+    # replace mode removing the shared image from B only unlinks it: C keeps it untouched
+    run(cfg, write_ndjson(tmp_path / "y.ndjson", [{"sku": "SKU-B", "images": [
+        {"file_path": "o/t/other.jpg"}]}]), mode="replace")
+    assert [g["value"] for g in store.gallery(b.link_id)] == ["/o/t/other.jpg"]
+    (gc,) = store.gallery(c.link_id)
+    assert (gc["value_id"], gc["value"], gc["label"]) == (shared, "s/h/shared.jpg", "other label")
+
+
+def test_videos_are_untouched_even_in_replace_mode(store, bucket, cfg, tmp_path):
+    p = store.add_product("SKU-1")
+    video = store.add_gallery_entry(p.link_id, "/v/i/video-thumb.jpg", media_type="external-video", position=1)
+    store.add_video_row(video, "https://youtube.com/watch?v=x")
+    bucket.put("/v/i/video-thumb.jpg"), bucket.put("/i/m/img.jpg")
+    run(cfg, write_ndjson(tmp_path / "x.ndjson", [{"sku": "SKU-1", "images": [
+        {"file_path": "i/m/img.jpg", "roles": ["base"]}, {"file_path": "v/i/video-thumb.jpg"}]}]), mode="replace")
+    rows = [(g["value"], g["media_type"]) for g in store.gallery(p.link_id)]
+    assert ("/v/i/video-thumb.jpg", "external-video") in rows
+    assert ("/i/m/img.jpg", "image") in rows
+    assert ("/v/i/video-thumb.jpg", "image") in rows  # the image gets its own entry; the video is left alone
+    assert len(store.query("SELECT * FROM {catalog_product_entity_media_gallery_value_video}")) == 1
+
+
+def test_unknown_and_ambiguous_skus_and_rejected_records(store, bucket, cfg, tmp_path):
+    ok = store.add_product("SKU-OK")
+    store.add_product("TWIN"), store.add_product("twin")
+    bucket.put("/o/k/ok.jpg")
+    export = tmp_path / "x.ndjson"
+    export.write_text(
+        '{"sku": "NOPE", "images": [{"file_path": "o/k/ok.jpg"}]}\n'
+        "{not json\n"
+        '{"sku": "TWIN", "images": [{"file_path": "o/k/ok.jpg"}]}\n'
+        "\n"
+        '{"sku": "SKU-OK", "images": [{"file_path": "../etc/passwd"}]}\n'
+        '{"sku": "SKU-OK", "images": [{"file_path": "o/k/ok.jpg"}]}\n'
+    )
+    out = run(cfg, export)
+    assert out.result("NOPE").error == "product_not_found" and out.result("NOPE").product_id is None
+    assert out.result("TWIN").error == "ambiguous_sku"
+    assert out.result("SKU-OK").error is None and out.result("SKU-OK").image_stats.inserted == 1
+    assert [r.source for r in out.report.rejected] == [f"{export}:2", f"{export}:5"]
+    s = out.report.stats
+    assert (s.skus_seen, s.ok, s.error, s.rejected) == (3, 1, 2, 2)
+    assert [g["value"] for g in store.gallery(ok.link_id)] == ["/o/k/ok.jpg"]
+    assert store.table_counts()["catalog_product_entity_media_gallery"] == 1
+
+
+def test_missing_objects_are_reported_and_leave_entries_alone(store, bucket, cfg, tmp_path):
+    p = store.add_product("SKU-1")
+    vid = store.add_gallery_entry(p.link_id, "/g/o/gone.jpg", label="Old", position=1)
+    bucket.put("/h/e/here.jpg")
+    out = run(cfg, write_ndjson(tmp_path / "x.ndjson", [{"sku": "SKU-1", "images": [
+        {"file_path": "g/o/gone.jpg", "label": "New", "roles": ["image"]},
+        {"file_path": "n/o/never.jpg", "roles": ["thumbnail"]},
+        {"file_path": "h/e/here.jpg"}]}]), mode="replace")
+    r = out.result("SKU-1")
+    assert (r.image_stats.missing, r.image_stats.inserted, r.error) == (2, 1, None)
+    assert any("media/catalog/product/n/o/never.jpg" in w for w in r.image_stats.warnings)
+    g = {x["value"]: x for x in store.gallery(p.link_id)}
+    assert g["/g/o/gone.jpg"]["value_id"] == vid and g["/g/o/gone.jpg"]["label"] == "Old"
+    assert ("image", 0) not in store.roles(p.link_id) and ("thumbnail", 0) not in store.roles(p.link_id)
+
+
+def test_replace_mode_deletes_resets_roles_and_is_seen_by_changelog(store, bucket, cfg, tmp_path):
+    p = store.add_product("SKU-1")
+    keep = store.add_gallery_entry(p.link_id, "/k/e/keep.jpg", label="K", position=1)
+    store.add_gallery_entry(p.link_id, "/d/r/drop.jpg", label="D", position=2)
+    store.add_value_row(keep, p.link_id, 1, "K in store 1", None)
+    store.set_varchar(p.link_id, "image", "/d/r/drop.jpg")
+    store.set_varchar(p.link_id, "image_label", "D")
+    store.set_varchar(p.link_id, "image", "/d/r/drop.jpg", store_id=1)
+    store.set_varchar(p.link_id, "small_image", "/k/e/keep.jpg")
+    bucket.put("/k/e/keep.jpg")
+    store.clear_changelog()
+    out = run(cfg, write_ndjson(tmp_path / "x.ndjson", [{"sku": "SKU-1", "images": [
+        {"file_path": "k/e/keep.jpg", "label": "K", "roles": ["thumbnail"]}]}]), mode="replace")
+    assert [g["value"] for g in store.gallery(p.link_id)] == ["/k/e/keep.jpg"]
+    assert out.report.stats.deleted == 1
+    roles = store.roles(p.link_id)
+    assert roles[("image", 0)] == NO_SELECTION and roles[("image_label", 0)] is None
+    assert ("image", 1) not in roles
+    assert roles[("small_image", 0)] == NO_SELECTION  # the feed manages roles: unclaimed ones are cleared
+    assert roles[("thumbnail", 0)] == "/k/e/keep.jpg"
+    assert p.entity_id in store.changelog()  # explicit deletes fire Magento's triggers
+    assert len(store.value_rows(p.link_id)) == 2  # keep's store-0 and store-1 rows
+
+
+def test_replace_safety_nets(store, bucket, cfg, tmp_path):
+    p = store.add_product("SKU-1")
+    store.add_gallery_entry(p.link_id, "/a/a/a.jpg", position=1)
+    empty = run(cfg, write_ndjson(tmp_path / "e.ndjson", [{"sku": "SKU-1", "images": []}]), mode="replace")
+    missing = run(cfg, write_ndjson(tmp_path / "m.ndjson", [{"sku": "SKU-1", "images": [
+        {"file_path": "n/o/nope.jpg"}]}]), mode="replace")
+    assert len(store.gallery(p.link_id)) == 1
+    assert empty.result("SKU-1").image_stats.warnings[0].startswith("empty_image_list:")
+    assert any(w.startswith("all_missing:") for w in missing.result("SKU-1").image_stats.warnings)
+    run(cfg, write_ndjson(tmp_path / "e.ndjson", [{"sku": "SKU-1", "images": []}]), mode="replace",
+        allow_empty=True)
+    assert store.gallery(p.link_id) == []
+
+
+def test_same_sku_twice_applies_in_order_and_merges_the_result(store, bucket, cfg, tmp_path):
+    cfg["sync"]["batch_size"] = 2
+    p = store.add_product("SKU-1")
+    store.add_product("SKU-2"), store.add_product("SKU-3")
+    bucket.put("/a/a/one.jpg"), bucket.put("/b/b/two.jpg")
+    out = run(cfg, write_ndjson(tmp_path / "x.ndjson", [
+        {"sku": "SKU-1", "images": [{"file_path": "a/a/one.jpg", "label": "first"}]},
+        {"sku": "sku-1", "images": [{"file_path": "a/a/one.jpg", "label": "second"}]},  # same batch: wins
+        {"sku": "SKU-2", "images": []},
+        {"sku": "SKU-3", "images": []},
+        {"sku": "SKU-1", "images": [{"file_path": "b/b/two.jpg"}]},  # later batch: applied after
+    ]))
+    assert [(g["value"], g["label"]) for g in store.gallery(p.link_id)] == [("/a/a/one.jpg", "second"),
+                                                                            ("/b/b/two.jpg", None)]
+    results = [r for r in out.report.results if r.sku.lower() == "sku-1"]
+    assert len(results) == 1 and results[0].image_stats.inserted == 2
+    assert sum(w.startswith("duplicate_sku:") for w in results[0].image_stats.warnings) == 2
+    assert out.report.stats.skus_seen == 3
+
+
+def test_adobe_commerce_writes_the_active_row_only(magento_factory, bucket, db_params, tmp_path):
+    store = magento_factory("ee")
+    install_meta(store)
+    p = store.add_product("SKU-EE", version_rows=[(1, 1_700_000_000), (1_700_000_000, 1_800_000_000),
+                                                  (1_800_000_000, 2_147_483_647)])
+    past, future = p.link_ids[0], p.link_ids[2]
+    assert p.link_id == p.link_ids[1]
+    bucket.put("/e/e/ee.jpg")
+    out = run(config_dict(store, bucket, db_params), write_ndjson(tmp_path / "x.ndjson", [
+        {"sku": "SKU-EE", "images": [{"file_path": "e/e/ee.jpg", "roles": ["base"]}]}]))
+    assert [g["value"] for g in store.gallery(p.link_id)] == ["/e/e/ee.jpg"]
+    assert store.gallery(past) == [] and store.gallery(future) == []
+    assert store.roles(future) == {}
+    r = out.result("SKU-EE")
+    assert r.product_id == p.entity_id
+    assert any(w.startswith("staging_future_rows:") for w in r.image_stats.warnings)
+
+
+def test_storage_prefix_is_honoured(magento_factory, s3_endpoint, db_params, tmp_path):
+    store = magento_factory("ce")
+    install_meta(store)
+    bucket = make_bucket(s3_endpoint, prefix="shop-a")
+    p = store.add_product("SKU-1")
+    bucket.put("/p/r/prefixed.jpg")
+    out = run(config_dict(store, bucket, db_params), write_ndjson(tmp_path / "x.ndjson", [
+        {"sku": "SKU-1", "images": [{"file_path": "p/r/prefixed.jpg"}]}]))
+    assert out.report.stats.inserted == 1 and [g["value"] for g in store.gallery(p.link_id)] == ["/p/r/prefixed.jpg"]
