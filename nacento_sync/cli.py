@@ -54,7 +54,7 @@ schema_app = typer.Typer(help="Install, remove or inspect nacento-sync's own tab
                          no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 out = Console()
 log = logging.getLogger("nacento_sync")
 

@@ -1,0 +1,76 @@
+"""Shared fixtures: the local MariaDB / S3 servers that ./scripts/test starts, and a Magento test store.
+
+Tests never skip for lack of servers: run them through ./scripts/test, which starts MariaDB and moto
+and exports NACENTO_TEST_DB_* and NACENTO_TEST_S3_ENDPOINT (or `scripts/services start; . .run/env`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from magento_schema import MagentoStore, create_magento_store  # noqa: E402
+
+_HOW = "run the tests with ./scripts/test (or `scripts/services start && . .run/env`)"
+
+
+def _env(name: str) -> str:
+    value = os.environ.get(name)
+    if value is None:
+        pytest.fail(f"{name} is not set: {_HOW}", pytrace=False)
+    return value
+
+
+@pytest.fixture(scope="session")
+def db_params() -> dict[str, Any]:
+    """pymysql/aiomysql connection keywords for the test server (no database selected)."""
+    return {
+        "host": _env("NACENTO_TEST_DB_HOST"),
+        "port": int(_env("NACENTO_TEST_DB_PORT")),
+        "user": _env("NACENTO_TEST_DB_USER"),
+        "password": _env("NACENTO_TEST_DB_PASSWORD"),
+    }
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> str:
+    """URL of the local S3-compatible server (moto): any credentials, path-style addressing."""
+    return _env("NACENTO_TEST_S3_ENDPOINT")
+
+
+def _database_name(tag: str) -> str:
+    return f"nst_{tag}_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def magento_factory(db_params: dict[str, Any]) -> Iterator[Callable[..., MagentoStore]]:
+    """`make(variant="ce", prefix="")` -> a fresh MagentoStore in its own database, dropped afterwards."""
+    stores: list[MagentoStore] = []
+
+    def make(variant: str = "ce", prefix: str = "") -> MagentoStore:
+        store = create_magento_store(db_params, _database_name(variant), variant, prefix)
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        store.drop()
+
+
+@pytest.fixture(
+    params=[("ce", ""), ("ee", ""), ("ce", "mg_")],
+    ids=["ce", "ee", "prefix"],
+)
+def magento(request: pytest.FixtureRequest, magento_factory: Callable[..., MagentoStore]) -> MagentoStore:
+    """A fresh Magento store per test, once per variant: Open Source ("ce"), Adobe Commerce with
+    row_id/staging ("ee"), and Open Source with table prefix "mg_" ("prefix")."""
+    variant, prefix = request.param
+    return magento_factory(variant, prefix)
