@@ -11,16 +11,17 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pymysql
 
 from nacento_sync import magento
 from nacento_sync.config import Config
-from nacento_sync.magento import AMBIGUOUS, NOT_FOUND, Product, Schema, Writer
+from nacento_sync.magento import NOT_FOUND, Product, Schema, Writer
 from nacento_sync.models import Item, Rejection, sku_key
-from nacento_sync.plan import Mode, ProductPlan, plan_product
+from nacento_sync.plan import ImageStats, Mode, ProductPlan, plan_product
 from nacento_sync.report import ReportBuilder
 from nacento_sync.storage import Storage, StorageFailure
 
@@ -47,6 +48,23 @@ class Counters:
 
 
 @dataclass
+class Outcome:
+    """What happened to one item: what the report shows, and what the async worker records."""
+
+    item: Item
+    product_id: int | None = None
+    stats: ImageStats | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    changed: bool = False
+
+
+#: Called inside a batch's transaction, after its writes and before COMMIT, with the outcomes of the
+#: SKUs written in it: lets the async worker commit operation statuses atomically with the data.
+BeforeCommit = Callable[[Any, list[Outcome]], Awaitable[None]]
+
+
+@dataclass
 class Engine:
     conn: object
     schema: Schema
@@ -54,6 +72,7 @@ class Engine:
     options: Options
     report: ReportBuilder
     on_progress: Callable[[int], None] = lambda n: None
+    before_commit: BeforeCommit | None = None
     counters: Counters = field(default_factory=Counters)
     stop_requested: bool = False
     _seen: dict[str, str] = field(default_factory=dict)  # sku key → source of its first item
@@ -84,78 +103,78 @@ class Engine:
         if batch and not self.stop_requested:
             await self.sync_batch(list(batch.values()), early)
 
-    async def sync_batch(self, items: list[Item], early: dict[str, list[str]] | None = None) -> None:
+    async def sync_batch(self, items: list[Item], early: dict[str, list[str]] | None = None) -> list[Outcome]:
+        """Sync a batch of distinct SKUs; returns one outcome per item, in order, and reports them."""
         early = early or {}
         self.counters.batches += 1
         found = await magento.find_products(self.conn, self.schema, [i.sku for i in items])
         await self.conn.rollback()  # end the read snapshot before the storage look-ups
 
-        ready: list[tuple[Item, Product, list[str]]] = []
+        outcomes = [Outcome(item, warnings=[*early.get(sku_key(item.sku), []), *item.warnings]) for item in items]
+        ready: list[tuple[Outcome, Product]] = []
         by_entity: dict[int, int] = {}
-        for item in items:
-            warnings = list(early.get(sku_key(item.sku), [])) + list(item.warnings)
-            product = found[item.sku]
-            if product in (NOT_FOUND, AMBIGUOUS):
-                self.report.add(item.sku, error=str(product), warnings=warnings)
+        for out in outcomes:
+            item, product = out.item, found[out.item.sku]
+            if not isinstance(product, Product):
+                out.error = str(product)
                 continue
-            assert isinstance(product, Product)
+            out.product_id = product.entity_id
             unknown = {r for im in item.images for r in im.roles} - set(self.schema.roles)
-            warnings += [f"role_unavailable: this store has no {r!r} attribute; role not written"
-                         for r in sorted(unknown)]
+            out.warnings += [f"role_unavailable: this store has no {r!r} attribute; role not written"
+                             for r in sorted(unknown)]
             if product.future_rows:
-                warnings.append(f"staging_future_rows: {product.future_rows} scheduled update(s) of this "
-                                "product keep their own gallery; only the active version was changed")
+                out.warnings.append(f"staging_future_rows: {product.future_rows} scheduled update(s) of this "
+                                    "product keep their own gallery; only the active version was changed")
             if product.entity_id in by_entity:  # two spellings the collation sees as one SKU
-                prev = ready[by_entity[product.entity_id]]
-                warnings.append(f"duplicate_sku: {item.sku!r} at {item.source} replaces {prev[0].sku!r} "
-                                f"at {prev[0].source}")
-                self.report.add(prev[0].sku, product_id=product.entity_id, warnings=prev[2])
-                ready[by_entity[product.entity_id]] = (item, product, warnings)
+                prev = ready[by_entity[product.entity_id]][0]
+                out.warnings.append(f"duplicate_sku: {item.sku!r} at {item.source} replaces {prev.item.sku!r} "
+                                    f"at {prev.item.source}")
+                prev.warnings.append(f"duplicate_sku: replaced by {item.sku!r} at {item.source}")
+                ready[by_entity[product.entity_id]] = (out, product)
                 continue
             by_entity[product.entity_id] = len(ready)
-            ready.append((item, product, warnings))
+            ready.append((out, product))
 
-        paths = [im.path for item, _, _ in ready for im in item.images]
-        etags = await self.storage.etags(paths)
+        etags = await self.storage.etags(im.path for out, _ in ready for im in out.item.images)
         self.counters.looked_up += len(etags)
         self.counters.found += sum(1 for v in etags.values() if isinstance(v, str))
         writable = []
-        for item, product, warnings in ready:
-            failures = [etags[im.path] for im in item.images if isinstance(etags[im.path], StorageFailure)]
+        for out, product in ready:
+            failures = [etags[im.path] for im in out.item.images if isinstance(etags[im.path], StorageFailure)]
             if failures:
-                warnings += [f"storage_error: {f.key}: {f.reason}" for f in failures]
-                self.report.add(item.sku, product_id=product.entity_id, error="storage_error", warnings=warnings)
+                out.warnings += [f"storage_error: {f.key}: {f.reason}" for f in failures]
+                out.error = "storage_error"
             else:
-                writable.append((item, product, warnings))
+                writable.append((out, product))
 
+        errors: dict[int, Exception] = {}
         try:
-            plans = await self._transaction(writable, etags)
+            await self._transaction(writable, etags)
         except pymysql.err.MySQLError as e:
             await self._rollback()
             if len(writable) == 1:
-                self._database_error(writable[0], e)
-                return
-            log.warning("batch failed (%s); retrying its %d SKUs one by one", e, len(writable))
-            plans = {}
-            for one in writable:
-                try:
-                    plans.update(await self._transaction([one], etags))
-                except pymysql.err.MySQLError as e1:
-                    await self._rollback()
-                    self._database_error(one, e1)
-        for item, product, warnings in writable:
-            if product.link_id not in plans:
-                continue
-            plan = plans[product.link_id]
-            if plan is None:  # deleted between the look-up and the lock
-                self.report.add(item.sku, error=NOT_FOUND, warnings=warnings)
-                continue
-            self.report.add(item.sku, product_id=product.entity_id, stats=plan.stats, warnings=warnings,
-                            changed=plan.writes and not self.options.dry_run)
+                errors[0] = e
+            else:
+                log.warning("batch failed (%s); retrying its %d SKUs one by one", e, len(writable))
+                for i, one in enumerate(writable):
+                    try:
+                        await self._transaction([one], etags)
+                    except pymysql.err.MySQLError as e1:
+                        await self._rollback()
+                        errors[i] = e1
+        for i, e in errors.items():
+            out = writable[i][0]
+            log.error("SKU %r failed: %s", out.item.sku, e)
+            out.error = "database_error"
+            out.warnings.append(f"database_error: {e}")
+        for out in outcomes:
+            self.report.add(out.item.sku, product_id=out.product_id, stats=out.stats, error=out.error,
+                            warnings=out.warnings, changed=out.changed)
         self.counters.skus += len(items)
         self.on_progress(len(items))
+        return outcomes
 
-    async def _transaction(self, ready, etags) -> dict[int, ProductPlan | None]:
+    async def _transaction(self, ready: list[tuple[Outcome, Product]], etags) -> None:
         """Lock, read, plan and write these products in one transaction (retried on deadlock)."""
         for attempt in range(3):
             try:
@@ -165,45 +184,45 @@ class Engine:
                     await self._rollback()
                     continue
                 raise
-        raise AssertionError("unreachable")
 
-    async def _transaction_once(self, ready, etags) -> dict[int, ProductPlan | None]:
+    async def _transaction_once(self, ready: list[tuple[Outcome, Product]], etags) -> None:
         if not ready:
-            return {}
-        links = sorted(p.link_id for _, p, _ in ready)
+            return
+        links = sorted(p.link_id for _, p in ready)
         if self.options.dry_run:
             present = set(links)
         else:
             present = await magento.lock_products(self.conn, self.schema, links)
         states = await magento.read_states(self.conn, self.schema, sorted(present))
-        plans: dict[int, ProductPlan | None] = {}
-        key = self.storage.key
-        for item, product, _ in ready:
-            if product.link_id not in present:
-                plans[product.link_id] = None
+        plans: list[tuple[Outcome, ProductPlan]] = []
+        for out, product in ready:
+            if product.link_id not in present:  # deleted between the look-up and the lock
                 continue
-            item_etags = {im.path: etags[im.path] for im in item.images}
-            plans[product.link_id] = plan_product(item, states[product.link_id], item_etags, self.options.mode,
-                                                  self.options.allow_empty, object_key=key)
+            item_etags = {im.path: etags[im.path] for im in out.item.images}
+            plan = plan_product(out.item, states[product.link_id], item_etags, self.options.mode,
+                                self.options.allow_empty, object_key=self.storage.key)
+            plans.append((out, plan))
         if self.options.dry_run:
             await self.conn.rollback()
-            return plans
-        async with self.conn.cursor() as cur:
-            writer = Writer(cur, self.schema)
-            await writer.apply(op for plan in plans.values() if plan for op in plan.ops)
-            self.counters.statements += writer.statements
-        await self.conn.commit()
-        return plans
+        else:
+            async with self.conn.cursor() as cur:
+                writer = Writer(cur, self.schema)
+                await writer.apply(op for _, plan in plans for op in plan.ops)
+                self.counters.statements += writer.statements
+                done = [replace(out, stats=plan.stats, changed=plan.writes) for out, plan in plans]
+                if self.before_commit:
+                    await self.before_commit(cur, done)
+            await self.conn.commit()
+        for out, product in ready:
+            if product.link_id not in present:
+                out.error, out.product_id = NOT_FOUND, None
+        for out, plan in plans:
+            out.stats, out.changed = plan.stats, plan.writes and not self.options.dry_run
 
     async def _rollback(self) -> None:
         with contextlib.suppress(pymysql.err.MySQLError):
             await self.conn.rollback()
 
-    def _database_error(self, ready_item, err: Exception) -> None:
-        item, product, warnings = ready_item
-        log.error("SKU %r failed: %s", item.sku, err)
-        self.report.add(item.sku, product_id=product.entity_id, error="database_error",
-                        warnings=[*warnings, f"database_error: {err}"])
 
 
 async def run_sync(

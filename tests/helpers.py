@@ -102,3 +102,40 @@ def rows_changed(store) -> dict[str, int]:
         (store.database,),
     )
     return {r["table_name"]: int(r["rows_changed"]) for r in rows}
+
+
+class FlakyS3:
+    """A tiny S3-speaking HTTP server on 127.0.0.1 that fails on purpose: HEAD of a key containing
+    `fail` answers 500 every time, `gone` answers 404, anything else 200 with an ETag. For the
+    storage-failure paths that a healthy server cannot show."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.heads: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_HEAD(self):  # noqa: N802 (http.server's naming)
+                outer.heads.append(self.path)
+                parts = self.path.split("?")[0].strip("/").split("/", 1)
+                status = 200
+                if len(parts) == 2:
+                    status = 500 if "fail" in parts[1] else 404 if "gone" in parts[1] else 200
+                self.send_response(status)
+                if status == 200:
+                    self.send_header("ETag", '"0123456789abcdef0123456789abcdef"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

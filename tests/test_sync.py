@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from helpers import config_dict, enable_table_statistics, install_meta, make_bucket, rows_changed, run, write_ndjson
+from helpers import (
+    Bucket,
+    FlakyS3,
+    config_dict,
+    enable_table_statistics,
+    install_meta,
+    make_bucket,
+    rows_changed,
+    run,
+    write_ndjson,
+)
 
 from nacento_sync.models import NO_SELECTION
 
@@ -293,3 +303,79 @@ def test_storage_prefix_is_honoured(magento_factory, s3_endpoint, db_params, tmp
     out = run(config_dict(store, bucket, db_params), write_ndjson(tmp_path / "x.ndjson", [
         {"sku": "SKU-1", "images": [{"file_path": "p/r/prefixed.jpg"}]}]))
     assert out.report.stats.inserted == 1 and [g["value"] for g in store.gallery(p.link_id)] == ["/p/r/prefixed.jpg"]
+
+
+def test_a_failing_sku_does_not_fail_its_batch(store, bucket, cfg, tmp_path):
+    """A database error inside a batch: the batch is retried SKU by SKU; only the bad SKU fails."""
+    store.execute(
+        "CREATE TRIGGER nacento_test_boom BEFORE INSERT ON {catalog_product_entity_media_gallery_value} "
+        "FOR EACH ROW BEGIN IF NEW.label = 'boom' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'boom'; "
+        "END IF; END")
+    products = [store.add_product(f"SKU-{i}") for i in range(3)]
+    bucket.put("/a/b/ok.jpg"), bucket.put("/a/b/other.jpg")
+    out = run(cfg, write_ndjson(tmp_path / "x.ndjson", [
+        {"sku": "SKU-0", "images": [{"file_path": "a/b/ok.jpg", "label": "fine"}]},
+        {"sku": "SKU-1", "images": [{"file_path": "a/b/ok.jpg", "label": "fine"},
+                                    {"file_path": "a/b/other.jpg", "label": "boom"}]},
+        {"sku": "SKU-2", "images": [{"file_path": "a/b/ok.jpg", "label": "fine"}]}]))
+    assert out.result("SKU-1").error == "database_error"
+    assert any("boom" in w for w in out.result("SKU-1").image_stats.warnings)
+    assert out.result("SKU-0").error is None and out.result("SKU-2").error is None
+    assert [len(store.gallery(p.link_id)) for p in products] == [1, 0, 1]  # SKU-1: nothing half-written
+    assert out.report.stats.inserted == 2 and out.report.stats.error == 1
+
+
+def test_mysql_path_without_returning_gives_the_same_result(store, bucket, cfg, tmp_path, monkeypatch):
+    """Without MariaDB's INSERT … RETURNING (MySQL 8), ids come from one insert per row."""
+    import nacento_sync.magento as m
+
+    monkeypatch.setattr(m, "_mariadb_at_least", lambda version, wanted: False)
+    store.execute("SET GLOBAL auto_increment_increment = 3")  # as on Galera: ids step by the node count
+    try:
+        ps = [store.add_product(f"SKU-{i}") for i in range(3)]
+        for i in range(3):
+            bucket.put(f"/m/y/{i}.jpg")
+        out = run(cfg, write_ndjson(tmp_path / "x.ndjson", [
+            {"sku": f"SKU-{i}", "images": [{"file_path": f"m/y/{j}.jpg", "label": f"{i}-{j}"} for j in range(3)]}
+            for i in range(3)]))
+    finally:
+        store.execute("SET GLOBAL auto_increment_increment = 1")
+    assert out.report.stats.inserted == 9
+    for i, p in enumerate(ps):
+        g = store.gallery(p.link_id)
+        assert [(x["value"], x["label"]) for x in g] == [(f"/m/y/{j}.jpg", f"{i}-{j}") for j in range(3)]
+        assert all(meta(store, x["record_id"]) for x in g)
+
+
+def test_surplus_store0_rows_are_removed_keeping_the_one_with_meta(store, bucket, cfg, tmp_path):
+    p = store.add_product("SKU-1")
+    vid = store.add_gallery_entry(p.link_id, "/d/u/dup.jpg", label="first", position=1)
+    second = store.add_value_row(vid, p.link_id, 0, "second", 1)
+    store.execute("INSERT INTO {nacento_media_gallery_meta} (record_id, s3_etag) VALUES (%s, 'old')", (second,))
+    etag = bucket.put("/d/u/dup.jpg")
+    out = run(cfg, write_ndjson(tmp_path / "x.ndjson", [{"sku": "SKU-1", "images": [{"file_path": "d/u/dup.jpg"}]}]))
+    rows = [r for r in store.value_rows(p.link_id) if r["store_id"] == 0]
+    assert [(r["record_id"], r["label"]) for r in rows] == [(second, "second")]
+    assert meta(store, second) == etag
+    assert any(w.startswith("duplicate_value_rows:") for w in out.result("SKU-1").image_stats.warnings)
+
+
+def test_storage_failures_fail_the_sku_and_write_nothing(magento_factory, db_params, tmp_path):
+    store = magento_factory("ce")
+    install_meta(store)
+    flaky = FlakyS3()
+    try:
+        a, b = store.add_product("SKU-A"), store.add_product("SKU-B")
+        cfg = config_dict(store, Bucket(flaky.endpoint, "flaky"), db_params)
+        out = run(cfg, write_ndjson(tmp_path / "x.ndjson", [
+            {"sku": "SKU-A", "images": [{"file_path": "o/k/fine.jpg"}, {"file_path": "f/a/fail.jpg"}]},
+            {"sku": "SKU-B", "images": [{"file_path": "o/k/fine.jpg"}, {"file_path": "g/o/gone.jpg"}]}]))
+    finally:
+        flaky.close()
+    ra, rb = out.result("SKU-A"), out.result("SKU-B")
+    assert ra.error == "storage_error" and any("media/catalog/product/f/a/fail.jpg" in w
+                                               for w in ra.image_stats.warnings)
+    assert store.gallery(a.link_id) == []
+    assert rb.error is None and (rb.image_stats.inserted, rb.image_stats.missing) == (1, 1)
+    assert [g["value"] for g in store.gallery(b.link_id)] == ["/o/k/fine.jpg"]
+    assert sum("fail.jpg" in h for h in flaky.heads) > 1  # retried before giving up
