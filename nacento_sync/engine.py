@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -70,7 +70,8 @@ class Engine:
     schema: Schema
     storage: Storage
     options: Options
-    report: ReportBuilder
+    #: None for callers that consume the returned outcomes themselves (the async worker).
+    report: ReportBuilder | None = None
     on_progress: Callable[[int], None] = lambda n: None
     before_commit: BeforeCommit | None = None
     counters: Counters = field(default_factory=Counters)
@@ -83,7 +84,8 @@ class Engine:
         early: dict[str, list[str]] = {}
         for rec in records:
             if isinstance(rec, Rejection):
-                self.report.reject(rec)
+                if self.report:
+                    self.report.reject(rec)
                 continue
             key = sku_key(rec.sku)
             if key in batch:
@@ -167,7 +169,7 @@ class Engine:
             log.error("SKU %r failed: %s", out.item.sku, e)
             out.error = "database_error"
             out.warnings.append(f"database_error: {e}")
-        for out in outcomes:
+        for out in outcomes if self.report else ():
             self.report.add(out.item.sku, product_id=out.product_id, stats=out.stats, error=out.error,
                             warnings=out.warnings, changed=out.changed)
         self.counters.skus += len(items)
@@ -225,6 +227,28 @@ class Engine:
 
 
 
+@contextlib.asynccontextmanager
+async def open_adapters(cfg: Config) -> AsyncIterator[tuple[Any, Schema, Storage]]:
+    """Connect to the database and the bucket and check both before any write.
+
+    Raises DatabaseAccessError / StorageAccessError (exit 3) and SchemaError (exit 2).
+    """
+    conn = await magento.connect(cfg.database)
+    try:
+        schema = await magento.detect_schema(conn, cfg.database.table_prefix)
+        if not schema.has_meta:
+            raise magento.SchemaError(
+                f"table {cfg.database.table_prefix}{magento.META_TABLE} is missing: run "
+                "`nacento-sync schema install` first")
+        if cfg.storage is None:
+            raise magento.SchemaError("storage.bucket is not configured")
+        async with Storage(cfg.storage, cfg.sync.concurrency) as storage:
+            await storage.check_access()
+            yield conn, schema, storage
+    finally:
+        conn.close()
+
+
 async def run_sync(
     cfg: Config,
     records: Iterable[Item | Rejection],
@@ -234,27 +258,14 @@ async def run_sync(
     handle_signals: bool = False,
     on_progress: Callable[[int], None] = lambda n: None,
 ) -> tuple[signal.Signals | None, Counters]:
-    """Connect, check access, sync every record. Returns the signal that stopped the run (if any).
-
-    Raises DatabaseAccessError / StorageAccessError (exit 3) and SchemaError (exit 2) before any write.
-    """
-    conn = await magento.connect(cfg.database)
-    try:
-        schema = await magento.detect_schema(conn, cfg.database.table_prefix)
-        if not schema.has_meta:
-            raise magento.SchemaError(
-                f"table {cfg.database.table_prefix}{magento.META_TABLE} is missing: run "
-                "`nacento-sync schema install` first")
-        async with Storage(cfg.storage, cfg.sync.concurrency) as storage:
-            await storage.check_access()
-            engine = Engine(conn, schema, storage, options, builder, on_progress=on_progress)
-            received: list[signal.Signals] = []
-            if handle_signals:
-                _install_signals(engine, received)
-            await engine.run(records)
-            return (received[0] if received else None), engine.counters
-    finally:
-        conn.close()
+    """Sync every record of a feed. Returns the signal that stopped the run (if any) and the counters."""
+    async with open_adapters(cfg) as (conn, schema, storage):
+        engine = Engine(conn, schema, storage, options, builder, on_progress=on_progress)
+        received: list[signal.Signals] = []
+        if handle_signals:
+            _install_signals(engine, received)
+        await engine.run(records)
+        return (received[0] if received else None), engine.counters
 
 
 def _install_signals(engine: Engine, received: list) -> None:
