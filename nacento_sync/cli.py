@@ -64,6 +64,12 @@ class ModeChoice(str, Enum):
     replace = "replace"
 
 
+class EtagChoice(str, Enum):
+    auto = "auto"
+    head = "head"
+    list = "list"
+
+
 ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="YAML config file. Default: $NACENTO_CONFIG, else ./nacento-sync.yaml.",
@@ -113,6 +119,10 @@ def sync(
                                                    "(config sync.batch_size, default 200).")] = None,
     concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, help="Storage requests in flight "
                                                     "(config sync.concurrency, default 32).")] = None,
+    etag_strategy: Annotated[EtagChoice | None, typer.Option(
+        "--etag-strategy", help="How ETags are found: auto (default: LIST a dispersion folder when that costs "
+        "less than HEADs of its images), head (one HEAD per image) or list (always LIST).",
+        show_default=False)] = None,
     allow_empty: Annotated[bool, typer.Option("--allow-empty", help="In replace mode, let an item with an empty "
                                               "image list delete all of its product's images.")] = False,
 ) -> None:
@@ -121,7 +131,8 @@ def sync(
     Example: nacento-sync --config store.yaml sync export.ndjson --json > report.json
     """
     cfg = _config(ctx, need_storage=True, sync={"mode": mode.value if mode else None, "batch_size": batch_size,
-                             "concurrency": concurrency})
+                                                "concurrency": concurrency,
+                                                "etag_strategy": etag_strategy.value if etag_strategy else None})
     feed = Feed(exports)
     code = _run(cfg, feed, dry_run=dry_run, allow_empty=allow_empty, json_out=json_out, report_file=report_file,
                 request_id=lambda: request_id or feed.request_id)
@@ -164,7 +175,7 @@ def sku(
 
 def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, allow_empty: bool, json_out: bool,
          report_file: Path | None, request_id) -> int:
-    options = Options(cfg.sync.mode, dry_run, allow_empty, cfg.sync.batch_size)
+    options = Options(cfg.sync.mode, dry_run, allow_empty, cfg.sync.batch_size, cfg.sync.etag_strategy)
     builder = ReportBuilder(None, cfg.sync.mode, dry_run)
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} SKUs"),

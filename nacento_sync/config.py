@@ -62,6 +62,7 @@ class SyncConfig(_Section):
     mode: Literal["merge", "replace"] = "merge"
     batch_size: int = Field(200, ge=1, le=10_000)
     concurrency: int = Field(32, ge=1, le=1024)
+    etag_strategy: Literal["auto", "head", "list"] = "auto"
 
 
 class Config(_Section):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -19,6 +20,7 @@ import pymysql
 
 from nacento_sync import magento
 from nacento_sync.config import Config
+from nacento_sync.etags import EtagFinder, Strategy
 from nacento_sync.magento import NOT_FOUND, Product, Schema, Writer
 from nacento_sync.models import Item, Rejection, sku_key
 from nacento_sync.plan import ImageStats, Mode, ProductPlan, plan_product
@@ -34,6 +36,7 @@ class Options:
     dry_run: bool = False
     allow_empty: bool = False
     batch_size: int = 200
+    etag_strategy: Strategy = "auto"
 
 
 @dataclass
@@ -65,6 +68,15 @@ BeforeCommit = Callable[[Any, list[Outcome]], Awaitable[None]]
 
 
 @dataclass
+class _Batch:
+    """A looked-up batch waiting for its transaction."""
+
+    outcomes: list[Outcome]
+    writable: list[tuple[Outcome, Product]]
+    etags: dict[str, Any]
+
+
+@dataclass
 class Engine:
     conn: object
     schema: Schema
@@ -74,43 +86,83 @@ class Engine:
     report: ReportBuilder | None = None
     on_progress: Callable[[int], None] = lambda n: None
     before_commit: BeforeCommit | None = None
+    #: A second connection for product look-ups, so they overlap the previous batch's transaction.
+    lookup_conn: Any = None
+    etags: EtagFinder | None = None
     counters: Counters = field(default_factory=Counters)
     stop_requested: bool = False
     _seen: dict[str, str] = field(default_factory=dict)  # sku key → source of its first item
 
+    def __post_init__(self) -> None:
+        self.lookup_conn = self.lookup_conn or self.conn
+        if self.etags is None:
+            self.etags = EtagFinder(self.storage, self.options.etag_strategy, folder_sizes=self._folder_sizes)
+
+    async def _folder_sizes(self) -> dict[str, int]:
+        sizes = await magento.folder_sizes(self.lookup_conn, self.schema)
+        await self.lookup_conn.rollback()
+        return sizes
+
     async def run(self, records: Iterable[Item | Rejection]) -> None:
-        """Consume the feed in batches of distinct SKUs; stops after the current batch when asked."""
+        """Consume the feed in batches of distinct SKUs, as a two-stage pipeline: while one batch is
+        written, the next is read, validated and looked up (products, ETags). Bounded: at most three
+        batches are in memory. Stops after the batch being written when asked."""
+        looked: asyncio.Queue = asyncio.Queue(maxsize=1)
+
+        async def lookups() -> None:
+            try:
+                async for items, early in self._batches(records):
+                    if self.stop_requested:
+                        break
+                    await looked.put(await self._lookup(items, early))
+            finally:
+                await looked.put(None)
+
+        producer = asyncio.ensure_future(lookups())
+        try:
+            while (batch := await looked.get()) is not None:
+                if not self.stop_requested:
+                    await self._write(batch)
+            await producer
+        finally:
+            producer.cancel()
+
+    async def _batches(self, records: Iterable[Item | Rejection]) -> AsyncIterator[tuple[list[Item], dict]]:
+        """Batches of distinct SKUs (later item wins), read in a thread so a slow stdin never blocks
+        the batch being written."""
+        it = iter(records)
         batch: dict[str, Item] = {}
         early: dict[str, list[str]] = {}
-        for rec in records:
-            if isinstance(rec, Rejection):
-                if self.report:
-                    self.report.reject(rec)
-                continue
-            key = sku_key(rec.sku)
-            if key in batch:
-                early.setdefault(key, []).append(
-                    f"duplicate_sku: {rec.sku!r} at {rec.source} replaces the item at {batch[key].source}")
-                del batch[key]
-            elif key in self._seen:
-                early.setdefault(key, []).append(
-                    f"duplicate_sku: {rec.sku!r} at {rec.source} applied after the item at {self._seen[key]}")
-            self._seen.setdefault(key, rec.source)
-            batch[key] = rec
-            if len(batch) >= self.options.batch_size:
-                await self.sync_batch(list(batch.values()), early)
-                batch, early = {}, {}
-                if self.stop_requested:
-                    return
-        if batch and not self.stop_requested:
-            await self.sync_batch(list(batch.values()), early)
+        while chunk := await asyncio.to_thread(lambda: list(itertools.islice(it, self.options.batch_size))):
+            for rec in chunk:
+                if isinstance(rec, Rejection):
+                    if self.report:
+                        self.report.reject(rec)
+                    continue
+                key = sku_key(rec.sku)
+                if key in batch:
+                    early.setdefault(key, []).append(
+                        f"duplicate_sku: {rec.sku!r} at {rec.source} replaces the item at {batch[key].source}")
+                    del batch[key]
+                elif key in self._seen:
+                    early.setdefault(key, []).append(
+                        f"duplicate_sku: {rec.sku!r} at {rec.source} applied after the item at {self._seen[key]}")
+                self._seen.setdefault(key, rec.source)
+                batch[key] = rec
+                if len(batch) >= self.options.batch_size:
+                    yield list(batch.values()), early
+                    batch, early = {}, {}
+        if batch:
+            yield list(batch.values()), early
 
     async def sync_batch(self, items: list[Item], early: dict[str, list[str]] | None = None) -> list[Outcome]:
         """Sync a batch of distinct SKUs; returns one outcome per item, in order, and reports them."""
-        early = early or {}
-        self.counters.batches += 1
-        found = await magento.find_products(self.conn, self.schema, [i.sku for i in items])
-        await self.conn.rollback()  # end the read snapshot before the storage look-ups
+        return await self._write(await self._lookup(items, early or {}))
+
+    async def _lookup(self, items: list[Item], early: dict[str, list[str]]) -> _Batch:
+        """Products by SKU and the ETags of their images: no lock held, nothing written."""
+        found = await magento.find_products(self.lookup_conn, self.schema, [i.sku for i in items])
+        await self.lookup_conn.rollback()  # end the read snapshot before the storage look-ups
 
         outcomes = [Outcome(item, warnings=[*early.get(sku_key(item.sku), []), *item.warnings]) for item in items]
         ready: list[tuple[Outcome, Product]] = []
@@ -137,7 +189,8 @@ class Engine:
             by_entity[product.entity_id] = len(ready)
             ready.append((out, product))
 
-        etags = await self.storage.etags(im.path for out, _ in ready for im in out.item.images)
+        assert self.etags is not None
+        etags = await self.etags.etags(im.path for out, _ in ready for im in out.item.images)
         self.counters.looked_up += len(etags)
         self.counters.found += sum(1 for v in etags.values() if isinstance(v, str))
         writable = []
@@ -148,7 +201,12 @@ class Engine:
                 out.error = "storage_error"
             else:
                 writable.append((out, product))
+        return _Batch(outcomes, writable, etags)
 
+    async def _write(self, batch: _Batch) -> list[Outcome]:
+        """The batch's transaction (or one per SKU after a failure), then the report."""
+        outcomes, writable, etags = batch.outcomes, batch.writable, batch.etags
+        self.counters.batches += 1
         errors: dict[int, Exception] = {}
         try:
             await self._transaction(writable, etags)
@@ -172,8 +230,8 @@ class Engine:
         for out in outcomes if self.report else ():
             self.report.add(out.item.sku, product_id=out.product_id, stats=out.stats, error=out.error,
                             warnings=out.warnings, changed=out.changed)
-        self.counters.skus += len(items)
-        self.on_progress(len(items))
+        self.counters.skus += len(outcomes)
+        self.on_progress(len(outcomes))
         return outcomes
 
     async def _transaction(self, ready: list[tuple[Outcome, Product]], etags) -> None:
@@ -260,12 +318,17 @@ async def run_sync(
 ) -> tuple[signal.Signals | None, Counters]:
     """Sync every record of a feed. Returns the signal that stopped the run (if any) and the counters."""
     async with open_adapters(cfg) as (conn, schema, storage):
-        engine = Engine(conn, schema, storage, options, builder, on_progress=on_progress)
-        received: list[signal.Signals] = []
-        if handle_signals:
-            _install_signals(engine, received)
-        await engine.run(records)
-        return (received[0] if received else None), engine.counters
+        lookup_conn = await magento.connect(cfg.database)
+        try:
+            engine = Engine(conn, schema, storage, options, builder, on_progress=on_progress,
+                            lookup_conn=lookup_conn)
+            received: list[signal.Signals] = []
+            if handle_signals:
+                _install_signals(engine, received)
+            await engine.run(records)
+            return (received[0] if received else None), engine.counters
+        finally:
+            lookup_conn.close()
 
 
 def _install_signals(engine: Engine, received: list) -> None:

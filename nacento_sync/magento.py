@@ -74,6 +74,9 @@ class Schema:
     sku_charset: str
     staging_version: int | None = None
     returning: bool = False
+    #: innodb_autoinc_lock_mode ≤ 1: a multi-row INSERT's ids are consecutive, stepping by `autoinc_step`.
+    consecutive_ids: bool = False
+    autoinc_step: int = 1
     has_meta: bool = True
     attribute_codes: dict[int, str] = field(default_factory=dict)
 
@@ -170,9 +173,12 @@ async def detect_schema(conn, prefix: str) -> Schema:
         await cur.execute("SELECT VERSION()")
         server = (await cur.fetchone())[0]
         returning = _mariadb_at_least(server, (10, 5))
+        await cur.execute("SELECT @@innodb_autoinc_lock_mode, @@auto_increment_increment")
+        lock_mode, step = await cur.fetchone()
         has_meta = await _table_exists(cur, f"{prefix}{META_TABLE}")
     await conn.rollback()
-    return Schema(prefix, link, ids, collation, charset, version, returning, has_meta)
+    return Schema(prefix, link, ids, collation, charset, version, returning, int(lock_mode) <= 1, int(step),
+                  has_meta)
 
 
 def _mariadb_at_least(version: str, wanted: tuple[int, int]) -> bool:
@@ -266,6 +272,25 @@ async def find_products(conn, schema: Schema, skus: Sequence[str]) -> dict[str, 
             future = sum(1 for r in rows if r[2] > v)
             out[sku] = Product(active[0][0], active[0][1], future) if active else NOT_FOUND
     return out
+
+
+async def folder_sizes(conn, schema: Schema) -> dict[str, int]:
+    """Images per dispersion folder (`m` and `m/y`) in the store's gallery: the estimate of how many
+    objects a folder listing returns, so a handful of SKUs never pays for listing a huge folder."""
+    async with conn.cursor() as cur:
+        await cur.execute(
+            "SELECT SUBSTRING_INDEX(TRIM(LEADING '/' FROM value), '/', 2) AS d, COUNT(*) "
+            f"FROM {schema.t('catalog_product_entity_media_gallery')} "
+            "WHERE attribute_id = %s AND media_type = 'image' AND value IS NOT NULL GROUP BY d",
+            (schema.attribute_ids["media_gallery"],),
+        )
+        rows = await cur.fetchall()
+    sizes: dict[str, int] = defaultdict(int)
+    for folder, n in rows:
+        if folder and "/" in folder:
+            sizes[folder] += int(n)
+            sizes[folder.split("/", 1)[0]] += int(n)
+    return dict(sizes)
 
 
 async def lock_products(conn, schema: Schema, link_ids: Sequence[int]) -> set[int]:
@@ -458,9 +483,9 @@ class Writer:
         """Insert rows and return their auto-increment ids, in order.
 
         MariaDB's `INSERT … RETURNING` gives them exactly for a multi-row insert. MySQL has no
-        RETURNING, and a multi-row insert's ids are consecutive only with innodb_autoinc_lock_mode ≤ 1
-        and step by auto_increment_increment, so there each row is inserted alone and read back with
-        LAST_INSERT_ID(), which is always correct.
+        RETURNING; there a multi-row insert's ids are LAST_INSERT_ID() + i × auto_increment_increment
+        when innodb_autoinc_lock_mode ≤ 1 (InnoDB then reserves the whole range of a "simple insert"
+        at once), and with lock mode 2 (interleaved) each row is inserted alone and read back.
         """
         ids: list[int] = []
         if self.schema.returning:
@@ -471,6 +496,14 @@ class Writer:
                     [x for r in chunk for x in r],
                 )
                 ids += [r[0] for r in await self.cur.fetchall()]
+        elif self.schema.consecutive_ids:
+            step = self.schema.autoinc_step
+            for chunk in _chunks(rows):
+                values = ", ".join([f"({_ph(len(cols))})"] * len(chunk))
+                await self.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES {values}",
+                                   [x for r in chunk for x in r])
+                first = self.cur.lastrowid
+                ids += [first + i * step for i in range(len(chunk))]
         else:
             for r in rows:
                 await self.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({_ph(len(cols))})", r)

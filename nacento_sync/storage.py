@@ -50,6 +50,7 @@ class Storage:
         self.requests = {"HEAD": 0, "LIST": 0}
         self._client = None
         self._ctx = None
+        self._sem = asyncio.Semaphore(concurrency)
 
     def key(self, path: str) -> str:
         return object_key(path, self.cfg.prefix)
@@ -95,9 +96,9 @@ class Storage:
         except (BotoCoreError, OSError) as e:
             raise StorageAccessError(f"{where} unreachable: {e}") from None
 
-    async def etags(self, paths: Iterable[str]) -> dict[str, EtagResult]:
+    async def head_etags(self, paths: Iterable[str]) -> dict[str, EtagResult]:
         """ETag of each canonical image path, HEAD requests bounded by `concurrency`."""
-        sem = asyncio.Semaphore(self.concurrency)
+        sem = self._sem
         unique = list(dict.fromkeys(paths))
 
         async def one(path: str) -> EtagResult:
@@ -116,3 +117,26 @@ class Storage:
 
         results = await asyncio.gather(*(one(p) for p in unique))
         return dict(zip(unique, results, strict=True))
+
+    async def list_etags(self, folder: str) -> dict[str, str] | StorageFailure:
+        """Every object under dispersion folder `folder` (`m/` or `m/y/`): key below it → ETag."""
+        prefix = self.key("/" + folder)
+        entries: dict[str, str] = {}
+        token = None
+        try:
+            while True:
+                args = {"Bucket": self.cfg.bucket, "Prefix": prefix, "MaxKeys": 1000}
+                if token:
+                    args["ContinuationToken"] = token
+                async with self._sem:
+                    self.requests["LIST"] += 1
+                    page = await self._client.list_objects_v2(**args)
+                for obj in page.get("Contents", ()):
+                    entries[obj["Key"][len(prefix):]] = str(obj.get("ETag", "")).strip('"')
+                token = page.get("NextContinuationToken")
+                if not page.get("IsTruncated") or not token:
+                    return entries
+        except ClientError as e:
+            return StorageFailure(prefix, f"LIST: HTTP {_status(e)} {_code(e)}".strip())
+        except (TimeoutError, BotoCoreError, OSError) as e:
+            return StorageFailure(prefix, f"LIST: {type(e).__name__}")

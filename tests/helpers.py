@@ -79,7 +79,8 @@ def run(cfg: dict[str, Any], export: Path, *, mode: str = "merge", dry_run: bool
     """Run a sync in-process, exactly as the CLI does, and return its report."""
     config = Config.model_validate(cfg)
     builder = ReportBuilder("test", mode, dry_run)
-    options = Options(mode, dry_run, allow_empty, config.sync.batch_size)  # type: ignore[arg-type]
+    options = Options(mode, dry_run, allow_empty, config.sync.batch_size,  # type: ignore[arg-type]
+                      config.sync.etag_strategy)
     _, counters = asyncio.run(run_sync(config, Feed([str(export)]), options, builder))
     return Outcome(builder.finish(), counters)
 

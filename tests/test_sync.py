@@ -325,11 +325,22 @@ def test_a_failing_sku_does_not_fail_its_batch(store, bucket, cfg, tmp_path):
     assert out.report.stats.inserted == 2 and out.report.stats.error == 1
 
 
-def test_mysql_path_without_returning_gives_the_same_result(store, bucket, cfg, tmp_path, monkeypatch):
-    """Without MariaDB's INSERT … RETURNING (MySQL 8), ids come from one insert per row."""
+@pytest.mark.parametrize("lock_mode", ["consecutive", "interleaved"])
+def test_mysql_paths_without_returning_give_the_same_result(store, bucket, cfg, tmp_path, monkeypatch, lock_mode):
+    """Without MariaDB's INSERT … RETURNING (MySQL 8): ids computed from LAST_INSERT_ID() and the
+    increment (lock mode ≤ 1), or one insert per row (lock mode 2)."""
     import nacento_sync.magento as m
 
     monkeypatch.setattr(m, "_mariadb_at_least", lambda version, wanted: False)
+    real_detect = m.detect_schema
+
+    async def detect(conn, prefix):
+        schema = await real_detect(conn, prefix)
+        assert schema.consecutive_ids  # MariaDB's default lock mode is 1
+        schema.consecutive_ids = lock_mode == "consecutive"
+        return schema
+
+    monkeypatch.setattr(m, "detect_schema", detect)
     store.execute("SET GLOBAL auto_increment_increment = 3")  # as on Galera: ids step by the node count
     try:
         ps = [store.add_product(f"SKU-{i}") for i in range(3)]
