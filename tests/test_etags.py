@@ -102,10 +102,12 @@ def test_strategies_agree_with_the_bucket(populated, strategy):
     assert first == expected
     if strategy == "head":
         assert requests == {"HEAD": 2 * len(paths), "LIST": 0}
+    elif strategy == "list":
+        assert second == expected
+        assert requests == {"LIST": 3, "HEAD": 2}  # "a", "b", "q" listed once; /top.jpg has no folder
     else:
         assert second == expected
-        assert requests["LIST"] <= 3  # "a", "b" (30 keys each: one page) and "q": each listed once
-        assert requests["HEAD"] == 2  # only /top.jpg (no dispersion folder), once per call
+        assert requests == {"LIST": 2, "HEAD": 4}  # "a" and "b" pay for a listing; "q" and /top.jpg don't
 
 
 def test_auto_heads_a_handful(populated):
