@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Iterable
@@ -27,7 +28,7 @@ from nacento_sync.config import Config, ConfigError, load_config
 from nacento_sync.engine import Options, run_sync
 from nacento_sync.feed import Feed, parse_record
 from nacento_sync.models import Item, Rejection
-from nacento_sync.report import Report, ReportBuilder, render, to_json
+from nacento_sync.report import Report, ReportBuilder, render
 from nacento_sync.storage import StorageAccessError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ACCESS = 0, 1, 2, 3
@@ -176,7 +177,8 @@ def sku(
 def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, allow_empty: bool, json_out: bool,
          report_file: Path | None, request_id) -> int:
     options = Options(cfg.sync.mode, dry_run, allow_empty, cfg.sync.batch_size, cfg.sync.etag_strategy)
-    builder = ReportBuilder(None, cfg.sync.mode, dry_run)
+    spill = report_file.with_name(report_file.name + ".partial") if report_file else None
+    builder = ReportBuilder(None, cfg.sync.mode, dry_run, spill=spill)
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} SKUs"),
                       TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal) as progress:
@@ -189,9 +191,8 @@ def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, all
     except magento.SchemaError as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
         return EXIT_USAGE
-    report = builder.finish()
-    report.request_id = request_id() or datetime.now(UTC).strftime("sync-%Y%m%dT%H%M%SZ")
-    _emit(report, json_out, report_file)
+    builder.summary.request_id = request_id() or datetime.now(UTC).strftime("sync-%Y%m%dT%H%M%SZ")
+    report = _emit(builder, json_out, report_file)
     if interrupted:
         err.print(f"interrupted by {interrupted.name}: stopped after the current batch")
         return EXIT_SIGNAL[interrupted]
@@ -203,17 +204,26 @@ def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, all
     return EXIT_FAILED if report.failed else EXIT_OK
 
 
-def _emit(report: Report, json_out: bool, report_file: Path | None) -> None:
-    text = to_json(report)
+def _emit(builder: ReportBuilder, json_out: bool, report_file: Path | None) -> Report:
+    """Stream the JSON report to FILE (atomically) and/or stdout; render the summary otherwise."""
     if report_file:
         tmp = report_file.with_name(report_file.name + ".tmp")
-        tmp.write_text(text + "\n")
+        with open(tmp, "w") as f:
+            report = builder.finish(f)
         os.replace(tmp, report_file)
-    if json_out:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
+        report_file.with_name(report_file.name + ".partial").unlink(missing_ok=True)
+        if json_out:
+            with open(report_file) as f:
+                shutil.copyfileobj(f, sys.stdout)
+    elif json_out:
+        report = builder.finish(sys.stdout)
     else:
+        with open(os.devnull, "w") as f:
+            report = builder.finish(f)
+    sys.stdout.flush()
+    if not json_out:
         render(report, out)
+    return report
 
 
 # ---------------------------------------------------------------- schema

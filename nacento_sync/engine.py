@@ -8,10 +8,13 @@ is retried SKU by SKU so one bad SKU cannot fail the others.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import hashlib
 import itertools
 import logging
 import signal
+from array import array
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -67,6 +70,35 @@ class Outcome:
 BeforeCommit = Callable[[Any, list[Outcome]], Awaitable[None]]
 
 
+class SeenSet:
+    """Membership of strings in 8 bytes each: 64-bit hashes kept in a sorted array plus a small set.
+
+    A set of a million SKUs would cost ~100 MB; this costs ~8 MB (a collision, ~1e-7 for a million
+    keys, would only add a spurious duplicate_sku warning)."""
+
+    def __init__(self, buffer: int = 65_536) -> None:
+        self._sorted = array("q")
+        self._recent: set[int] = set()
+        self._buffer = buffer
+
+    @staticmethod
+    def _hash(key: str) -> int:
+        return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+
+    def add(self, key: str) -> None:
+        self._recent.add(self._hash(key))
+        if len(self._recent) >= self._buffer:
+            self._sorted = array("q", sorted(itertools.chain(self._sorted, self._recent)))
+            self._recent.clear()
+
+    def __contains__(self, key: str) -> bool:
+        h = self._hash(key)
+        if h in self._recent:
+            return True
+        i = bisect.bisect_left(self._sorted, h)
+        return i < len(self._sorted) and self._sorted[i] == h
+
+
 @dataclass
 class _Batch:
     """A looked-up batch waiting for its transaction."""
@@ -91,7 +123,7 @@ class Engine:
     etags: EtagFinder | None = None
     counters: Counters = field(default_factory=Counters)
     stop_requested: bool = False
-    _seen: dict[str, str] = field(default_factory=dict)  # sku key → source of its first item
+    _seen: SeenSet = field(default_factory=lambda: SeenSet())  # sku keys of earlier batches
 
     def __post_init__(self) -> None:
         self.lookup_conn = self.lookup_conn or self.conn
@@ -146,8 +178,10 @@ class Engine:
                     del batch[key]
                 elif key in self._seen:
                     early.setdefault(key, []).append(
-                        f"duplicate_sku: {rec.sku!r} at {rec.source} applied after the item at {self._seen[key]}")
-                self._seen.setdefault(key, rec.source)
+                        f"duplicate_sku: {rec.sku!r} at {rec.source} was listed earlier too; applied after it")
+                    if self.report:
+                        self.report.repeated(rec.sku)
+                self._seen.add(key)
                 batch[key] = rec
                 if len(batch) >= self.options.batch_size:
                     yield list(batch.values()), early

@@ -5,7 +5,11 @@ Results are merged per SKU (a SKU sent twice keeps one result), rendered as JSON
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import tempfile
+from array import array
+from pathlib import Path
+from typing import Any, TextIO
 
 from pydantic import BaseModel, Field
 from rich.console import Console
@@ -71,14 +75,18 @@ class RejectedRecord(BaseModel):
 
 
 class Report(BaseModel):
+    """The whole report, as written to `--report FILE` / `--json` (and parsed back by tests)."""
+
     request_id: str | None = None
-    stats: Stats = Field(default_factory=Stats)
-    results: list[SkuResult] = Field(default_factory=list)
-    rejected: list[RejectedRecord] = Field(default_factory=list)
     mode: str = "merge"
     dry_run: bool = False
+    results: list[SkuResult] = Field(default_factory=list)
+    rejected: list[RejectedRecord] = Field(default_factory=list)
+    stats: Stats = Field(default_factory=Stats)
     #: entity_ids whose gallery or roles were written: what to reindex / cache-clean (tag cat_p_<id>).
     changed_product_ids: list[int] = Field(default_factory=list)
+    #: How many SKUs failed or warned in all (`results` of the console summary holds the first ones).
+    notable_count: int = Field(default=0, exclude=True)
 
     @property
     def failed(self) -> bool:
@@ -86,15 +94,31 @@ class Report(BaseModel):
 
 
 class ReportBuilder:
-    """Collects per-SKU outcomes as batches finish, merging repeated SKUs into one result."""
+    """Collects outcomes as batches finish, with memory that does not grow with the run.
 
-    def __init__(self, request_id: str | None, mode: str, dry_run: bool) -> None:
-        self.report = Report(request_id=request_id, mode=mode, dry_run=dry_run)
-        self._by_key: dict[str, SkuResult] = {}
-        self._changed: set[int] = set()
+    Results and rejections are appended to spill files as they come (`FILE.partial` next to
+    `--report FILE`, or a temporary file); only counters, the changed product ids (4 bytes each), the
+    keys of SKUs seen more than once, and the first `console_limit` failed or warned SKUs stay in
+    memory. `finish` streams the final JSON document, merging a repeated SKU's results into one.
+    """
+
+    def __init__(self, request_id: str | None, mode: str, dry_run: bool, *, spill: Path | None = None,
+                 console_limit: int = 1000) -> None:
+        self.summary = Report(request_id=request_id, mode=mode, dry_run=dry_run)
+        self.console_limit = console_limit
+        self._results = open(spill, "w+") if spill else tempfile.TemporaryFile("w+")  # noqa: SIM115
+        self._rejected = tempfile.TemporaryFile("w+")  # noqa: SIM115
+        self._repeated: set[str] = set()
+        self._changed = array("I")
+        self.rejected_count = 0
 
     def reject(self, rejection: Rejection) -> None:
-        self.report.rejected.append(RejectedRecord(source=rejection.source, error=rejection.error))
+        self.rejected_count += 1
+        self._rejected.write(RejectedRecord(source=rejection.source, error=rejection.error).model_dump_json() + "\n")
+
+    def repeated(self, sku: str) -> None:
+        """Tell the builder a SKU comes again: its results are merged when the report is written."""
+        self._repeated.add(sku_key(sku))
 
     def add(
         self,
@@ -106,38 +130,79 @@ class ReportBuilder:
         warnings: list[str] | tuple[str, ...] = (),
         changed: bool = False,
     ) -> None:
-        result = self._by_key.get(sku_key(sku))
-        if result is None:
-            result = self._by_key[sku_key(sku)] = SkuResult(sku=sku)
-        result.product_id = product_id if product_id is not None else result.product_id
-        result.error = result.error or error
+        result = SkuResult(sku=sku, product_id=product_id, error=error)
         s = result.image_stats
         s.warnings.extend(warnings)
         if stats is not None:
             for name in COUNTERS:
-                setattr(s, name, getattr(s, name) + getattr(stats, name))
+                setattr(s, name, getattr(stats, name))
             s.warnings.extend(stats.warnings)
         if changed and product_id is not None:
-            self._changed.add(product_id)
+            self._changed.append(product_id)
+        self._results.write(result.model_dump_json() + "\n")
+        self._results.flush()
 
-    def finish(self) -> Report:
-        r = self.report
-        r.results = list(self._by_key.values())
-        st = Stats(skus_seen=len(r.results), rejected=len(r.rejected))
-        for res in r.results:
-            if res.error:
+    def finish(self, out: TextIO) -> Report:
+        """Write the final JSON document to `out`; return the summary (stats, first failures) for the console."""
+        r = self.summary
+        st = Stats(rejected=self.rejected_count)
+        notable: list[SkuResult] = []
+        merged: dict[str, SkuResult] = {}
+
+        def emit(result: SkuResult, first: bool) -> None:
+            st.skus_seen += 1
+            if result.error:
                 st.error += 1
             else:
                 st.ok += 1
             for name in COUNTERS:
-                setattr(st, name, getattr(st, name) + getattr(res.image_stats, name))
-        r.stats = st
-        r.changed_product_ids = sorted(self._changed)
+                setattr(st, name, getattr(st, name) + getattr(result.image_stats, name))
+            if result.error or result.image_stats.warnings:
+                r.notable_count += 1
+                if len(notable) < self.console_limit:
+                    notable.append(result)
+            out.write(("\n" if first else ",\n") + result.model_dump_json())
+
+        out.write("{" + f'"request_id": {json.dumps(r.request_id)}, "mode": {json.dumps(r.mode)}, '
+                  f'"dry_run": {json.dumps(r.dry_run)},\n"results": [')
+        first = True
+        self._results.seek(0)
+        for line in self._results:
+            result = SkuResult.model_validate_json(line)
+            key = sku_key(result.sku)
+            if key in self._repeated:
+                _merge_into(merged, key, result)
+                continue
+            emit(result, first)
+            first = False
+        for result in merged.values():
+            emit(result, first)
+            first = False
+        out.write("\n],\n\"rejected\": [")
+        self._rejected.seek(0)
+        for i, line in enumerate(self._rejected):
+            out.write(("\n" if i == 0 else ",\n") + line.rstrip("\n"))
+            if i < self.console_limit:
+                r.rejected.append(RejectedRecord.model_validate_json(line))
+        changed = sorted(set(self._changed))
+        out.write(f"\n],\n\"stats\": {st.model_dump_json()},\n\"changed_product_ids\": {json.dumps(changed)}}}\n")
+        out.flush()
+        self._results.close()
+        self._rejected.close()
+        r.stats, r.results, r.changed_product_ids = st, notable, changed
         return r
 
 
-def to_json(report: Report) -> str:
-    return report.model_dump_json(indent=2)
+def _merge_into(merged: dict[str, SkuResult], key: str, result: SkuResult) -> None:
+    prev = merged.get(key)
+    if prev is None:
+        merged[key] = result
+        return
+    prev.product_id = result.product_id if result.product_id is not None else prev.product_id
+    prev.error = prev.error or result.error
+    for name in COUNTERS:
+        setattr(prev.image_stats, name, getattr(prev.image_stats, name) + getattr(result.image_stats, name))
+    prev.image_stats.warnings.extend(result.image_stats.warnings)
 
 
 def render(report: Report, console: Console, limit: int = 50) -> None:
@@ -165,16 +230,16 @@ def render(report: Report, console: Console, limit: int = 50) -> None:
         summary.add_row(name, str(value))
     console.print(summary)
 
-    notable = [r for r in report.results if r.error or r.image_stats.warnings]
+    notable = report.results  # the first failed or warned SKUs only
     if notable:
-        table = Table(title=f"SKUs with errors or warnings ({len(notable)})", title_justify="left")
+        table = Table(title=f"SKUs with errors or warnings ({report.notable_count})", title_justify="left")
         for col in ("sku", "product_id", "error", "warnings"):
             table.add_column(col, overflow="fold")
         for r in notable[:limit]:
             table.add_row(r.sku, str(r.product_id or "-"), r.error or "", "\n".join(r.image_stats.warnings))
         console.print(table)
-        if len(notable) > limit:
-            console.print(f"… and {len(notable) - limit} more (see --json or --report FILE)")
+        if report.notable_count > limit:
+            console.print(f"… and {report.notable_count - limit} more (see --json or --report FILE)")
     if report.rejected:
         table = Table(title=f"Rejected records ({len(report.rejected)})", title_justify="left")
         table.add_column("source")
@@ -182,5 +247,5 @@ def render(report: Report, console: Console, limit: int = 50) -> None:
         for rej in report.rejected[:limit]:
             table.add_row(rej.source, rej.error)
         console.print(table)
-        if len(report.rejected) > limit:
-            console.print(f"… and {len(report.rejected) - limit} more")
+        if st.rejected > limit:
+            console.print(f"… and {st.rejected - limit} more")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import uuid
 from dataclasses import dataclass
@@ -82,7 +83,9 @@ def run(cfg: dict[str, Any], export: Path, *, mode: str = "merge", dry_run: bool
     options = Options(mode, dry_run, allow_empty, config.sync.batch_size,  # type: ignore[arg-type]
                       config.sync.etag_strategy)
     _, counters = asyncio.run(run_sync(config, Feed([str(export)]), options, builder))
-    return Outcome(builder.finish(), counters)
+    text = io.StringIO()
+    builder.finish(text)
+    return Outcome(Report.model_validate_json(text.getvalue()), counters)
 
 
 def install_meta(store) -> None:
