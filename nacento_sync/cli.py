@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import Enum
@@ -179,6 +180,7 @@ def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, all
     options = Options(cfg.sync.mode, dry_run, allow_empty, cfg.sync.batch_size, cfg.sync.etag_strategy)
     spill = report_file.with_name(report_file.name + ".partial") if report_file else None
     builder = ReportBuilder(None, cfg.sync.mode, dry_run, spill=spill)
+    started = time.monotonic()
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} SKUs"),
                       TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal) as progress:
@@ -192,6 +194,8 @@ def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, all
         err.print(f"[red]error:[/] {e}", highlight=False)
         return EXIT_USAGE
     builder.summary.request_id = request_id() or datetime.now(UTC).strftime("sync-%Y%m%dT%H%M%SZ")
+    builder.summary.run = {"seconds": round(time.monotonic() - started, 3), "batches": counters.batches,
+                           "s3_requests": counters.s3_requests, "sql_write_statements": counters.statements}
     report = _emit(builder, json_out, report_file)
     if interrupted:
         err.print(f"interrupted by {interrupted.name}: stopped after the current batch")
@@ -296,3 +300,6 @@ def _schema_call(cfg: Config, fn):
 
 def main() -> None:
     app()
+
+
+from nacento_sync import cli_async  # noqa: E402,F401  (registers submit/worker/status/requeue)

@@ -51,6 +51,7 @@ class Counters:
     batches: int = 0
     statements: int = 0
     skus: int = 0
+    s3_requests: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -360,6 +361,7 @@ async def run_sync(
             if handle_signals:
                 _install_signals(engine, received)
             await engine.run(records)
+            engine.counters.s3_requests = dict(storage.requests)
             return (received[0] if received else None), engine.counters
         finally:
             lookup_conn.close()

@@ -85,6 +85,8 @@ class Report(BaseModel):
     stats: Stats = Field(default_factory=Stats)
     #: entity_ids whose gallery or roles were written: what to reindex / cache-clean (tag cat_p_<id>).
     changed_product_ids: list[int] = Field(default_factory=list)
+    #: Figures of the run: seconds, batches, S3 requests by type, SQL write statements.
+    run: dict[str, Any] = Field(default_factory=dict)
     #: How many SKUs failed or warned in all (`results` of the console summary holds the first ones).
     notable_count: int = Field(default=0, exclude=True)
 
@@ -185,7 +187,8 @@ class ReportBuilder:
             if i < self.console_limit:
                 r.rejected.append(RejectedRecord.model_validate_json(line))
         changed = sorted(set(self._changed))
-        out.write(f"\n],\n\"stats\": {st.model_dump_json()},\n\"changed_product_ids\": {json.dumps(changed)}}}\n")
+        out.write(f"\n],\n\"stats\": {st.model_dump_json()},\n\"run\": {json.dumps(r.run)},\n"
+                  f"\"changed_product_ids\": {json.dumps(changed)}}}\n")
         out.flush()
         self._results.close()
         self._rejected.close()

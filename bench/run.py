@@ -1,0 +1,389 @@
+"""nacento-sync benchmark: a synthetic store, five scenarios, and three references measured in the same run.
+
+    ./scripts/bench                          # default: 20,000 SKUs x 5 images, 1,000,000-line RSS check
+    ./scripts/bench --skus 2000 --images 5   # smaller
+
+Needs the local servers (scripts/bench starts them). Prints a table and writes bench/out/results.json.
+Scenarios run `nacento-sync sync` as a separate process each (wall time, peak RSS via wait4, S3 requests
+from the report, SQL statements from the server's `Questions` counter):
+
+  cold       empty galleries (a few legacy unslashed and shared rows, a few missing objects)
+  nochange   the same export again
+  reupload   5 % of the objects re-uploaded with new bytes
+  labels     5 % of the labels changed
+  replace    replace mode with 5 % of the images dropped
+
+References: `baseline` (the original module's per-image algorithm, bench/baseline.py, on a sample of
+separate SKUs), `floor` (one parallel LIST pass over the originals + one streaming read of the gallery
+tables + multi-row inserts of the rows the scenario wrote), and the S3 server's own listing rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import string
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import aioboto3
+import boto3
+import pymysql
+import yaml
+from botocore.config import Config as BotoConfig
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from baseline import run_baseline  # noqa: E402
+from magento_schema import create_magento_store  # noqa: E402
+
+from nacento_sync.magento import meta_ddl  # noqa: E402
+
+CHARS = string.ascii_lowercase + string.digits
+console = Console(stderr=True)
+
+
+def env(name: str) -> str:
+    value = os.environ.get(name)
+    if value is None:
+        sys.exit(f"{name} is not set: run through ./scripts/bench (it starts the local servers)")
+    return value
+
+
+def db_params() -> dict:
+    return {"host": env("NACENTO_TEST_DB_HOST"), "port": int(env("NACENTO_TEST_DB_PORT")),
+            "user": env("NACENTO_TEST_DB_USER"), "password": env("NACENTO_TEST_DB_PASSWORD")}
+
+
+def s3_params() -> dict:
+    return {"endpoint_url": env("NACENTO_TEST_S3_ENDPOINT"), "region_name": "us-east-1",
+            "aws_access_key_id": "bench", "aws_secret_access_key": "bench"}
+
+
+def image_path(rng: random.Random, sku_index: int, j: int) -> str:
+    name = rng.choice(CHARS) + rng.choice(CHARS) + "".join(rng.choices(CHARS, k=6)) + f"-{sku_index}-{j}.jpg"
+    return f"/{name[0]}/{name[1]}/{name}"
+
+
+# ---------------------------------------------------------------- the synthetic store
+
+
+def generate(args, out: Path) -> dict:
+    rng = random.Random(42)
+    store = create_magento_store(db_params(), args.database, "ce")
+    store.execute(meta_ddl(""))
+    cur = store.conn.cursor()
+    skus = [f"BENCH-{i:07d}" for i in range(args.skus)]
+    base_skus = [f"BASE-{i:05d}" for i in range(args.baseline_skus)]
+    for chunk in _chunks(skus + base_skus, 5000):
+        cur.executemany("INSERT INTO catalog_product_entity (attribute_set_id, type_id, sku) "
+                        "VALUES (4, 'simple', %s)", chunk)
+    ids = {r["sku"]: r["entity_id"] for r in store.query("SELECT sku, entity_id FROM catalog_product_entity")}
+
+    items = [{"sku": sku, "images": [{"file_path": image_path(rng, i, j).lstrip("/"), "label": f"{sku} view {j}",
+                                      "roles": ["base", "small", "thumbnail"] if j == 0 else []}
+                                     for j in range(args.images)]} for i, sku in enumerate(skus)]
+    base_items = [{"sku": sku, "images": [{"file_path": image_path(rng, 10**7 + i, j), "label": f"view {j}"}
+                                          for j in range(args.images)]} for i, sku in enumerate(base_skus)]
+    all_paths = ["/" + im["file_path"].lstrip("/") for it in items + base_items for im in it["images"]]
+    missing = set(rng.sample(all_paths[: len(items) * args.images], k=max(1, len(items) * args.images // 500)))
+
+    # Pre-existing rows: 1 % of products have their first image as a legacy unslashed entry; 0.5 % of
+    # products share one gallery row with the next product (which lists that image too).
+    legacy = rng.sample(range(len(items)), k=max(1, len(items) // 100))
+    for i in legacy:
+        value = items[i]["images"][0]["file_path"].lstrip("/")
+        store.add_gallery_entry(ids[items[i]["sku"]], value, label="old label", position=1)
+    shared = [i for i in rng.sample(range(len(items) - 1), k=max(1, len(items) // 200)) if i not in legacy]
+    for i in shared:
+        path = "/" + items[i]["images"][1 % args.images]["file_path"].lstrip("/")
+        items[i + 1]["images"].append({"file_path": path.lstrip("/"), "label": "shared"})
+        vid = store.add_gallery_entry(ids[items[i]["sku"]], path, label="shared", position=9)
+        store.link_entry(vid, ids[items[i + 1]["sku"]])
+        store.add_value_row(vid, ids[items[i + 1]["sku"]], 0, "shared", 9)
+
+    bucket = f"bench-{args.database.replace('_', '-')}-{int(time.time())}"
+    boto3.client("s3", **s3_params()).create_bucket(Bucket=bucket)
+    started = time.perf_counter()
+    uploads = [p for p in dict.fromkeys(all_paths) if p not in missing]
+    put_all(bucket, uploads, "media/catalog/product", b"")
+    # Resized copies: the cache tree a real store has (never listed by nacento-sync).
+    put_all(bucket, uploads[: len(uploads) // 10], "media/catalog/product/cache/abc123", b"resized")
+    console.print(f"uploaded {len(uploads)} objects in {time.perf_counter() - started:.0f} s")
+
+    feeds = {"f0": items}
+    f1 = json.loads(json.dumps(items))
+    for it in rng.sample(f1, k=max(1, len(f1) // 20)):
+        it["images"][-1]["label"] = (it["images"][-1].get("label") or "") + " (new)"
+    feeds["f1"] = f1
+    f2 = json.loads(json.dumps(f1))
+    for it in rng.sample(f2, k=max(1, len(f2) // 20)):
+        it["images"].pop()
+    feeds["f2"] = f2
+    paths = {}
+    for name, feed in feeds.items():
+        paths[name] = out / f"{name}.ndjson"
+        paths[name].write_text("".join(json.dumps(i) + "\n" for i in feed))
+    config = out / "bench.yaml"
+    db = db_params()
+    config.write_text(yaml.safe_dump({
+        "database": {**{k: db[k] for k in ("host", "port", "user", "password")}, "name": args.database},
+        "storage": {"bucket": bucket, "endpoint": env("NACENTO_TEST_S3_ENDPOINT"), "access_key": "bench",
+                    "secret_key": "bench", "path_style": True},
+    }))
+    store.conn.close()
+    return {"config": config, "feeds": paths, "bucket": bucket, "base_items": base_items, "uploads": uploads,
+            "images": sum(len(i["images"]) for i in items), "missing": len(missing)}
+
+
+def put_all(bucket: str, paths: list[str], key_prefix: str, suffix: bytes) -> None:
+    """Upload one small object per path, 32 at a time."""
+    client = boto3.client("s3", config=BotoConfig(s3={"addressing_style": "path"}, max_pool_connections=32),
+                          **s3_params())
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(lambda p: client.put_object(Bucket=bucket, Key=key_prefix + p, Body=p.encode() + suffix),
+                      paths))
+
+
+def _chunks(seq, n):
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+# ---------------------------------------------------------------- measurements
+
+
+def questions() -> int:
+    conn = pymysql.connect(**db_params())
+    with conn.cursor() as cur:
+        cur.execute("SHOW GLOBAL STATUS LIKE 'Questions'")
+        n = int(cur.fetchone()[1])
+    conn.close()
+    return n
+
+
+def run_scenario(name: str, config: Path, feed: Path, out: Path, *extra: str) -> dict:
+    report = out / f"{name}.report.json"
+    q0 = questions()
+    started = time.perf_counter()
+    proc = subprocess.Popen([str(ROOT / ".venv/bin/nacento-sync"), "--config", str(config), "sync", str(feed),
+                             "--report", str(report), "--json", *extra],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):
+        sys.exit(f"scenario {name} failed with exit code {code}:\n{stderr[-2000:]}")
+    data = json.loads(report.read_text())
+    st = data["stats"]
+    images = sum(len(json.loads(line)["images"]) for line in feed.open())
+    requests = data["run"]["s3_requests"]
+    return {"scenario": name, "seconds": round(seconds, 2), "images": images,
+            "images_per_s": round(images / seconds, 1), "s3_head": requests.get("HEAD", 0),
+            "s3_list": requests.get("LIST", 0),
+            "s3_per_image": round((requests.get("HEAD", 0) + requests.get("LIST", 0)) / max(images, 1), 4),
+            "sql_statements": questions() - q0 - 1, "sql_write_statements": data["run"]["sql_write_statements"],
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "exit_code": code,
+            "stats": {k: st[k] for k in ("skus_seen", "ok", "error", "inserted", "updated_value", "updated_meta",
+                                         "skipped_no_change", "deleted", "missing")},
+            "rows_written": st["inserted"] * 4 + st["updated_value"] + st["updated_meta"] + st["deleted"] * 3}
+
+
+async def list_pass(bucket: str, concurrency: int = 32) -> tuple[int, float]:
+    """The floor's storage part: list every first-level folder of the originals in parallel."""
+    session = aioboto3.Session()
+    started = time.perf_counter()
+    async with session.client("s3", config=BotoConfig(s3={"addressing_style": "path"},
+                                                      max_pool_connections=concurrency), **s3_params()) as s3:
+        top = await s3.list_objects_v2(Bucket=bucket, Prefix="media/catalog/product/", Delimiter="/")
+        prefixes = [p["Prefix"] for p in top.get("CommonPrefixes", []) if not p["Prefix"].endswith("/cache/")]
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(prefix: str) -> int:
+            n, token = 0, None
+            while True:
+                async with sem:
+                    kw = {"ContinuationToken": token} if token else {}
+                    page = await s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1000, **kw)
+                n += len(page.get("Contents", []))
+                token = page.get("NextContinuationToken")
+                if not token:
+                    return n
+
+        keys = sum(await asyncio.gather(*(one(p) for p in prefixes)))
+    return keys, time.perf_counter() - started
+
+
+def listing_rate(bucket: str) -> float:
+    """The S3 server's own sequential listing rate over the originals, keys/s."""
+    client = boto3.client("s3", config=BotoConfig(s3={"addressing_style": "path"}), **s3_params())
+    started, n = time.perf_counter(), 0
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="media/catalog/product/"):
+        n += sum(1 for o in page.get("Contents", []) if "/cache/" not in o["Key"])
+    return n / (time.perf_counter() - started)
+
+
+def gallery_read(database: str) -> float:
+    """The floor's database read: one streaming pass over the gallery tables."""
+    conn = pymysql.connect(database=database, cursorclass=pymysql.cursors.SSCursor, **db_params())
+    started = time.perf_counter()
+    with conn.cursor() as cur:
+        cur.execute("SELECT e.entity_id, g.value_id, g.value, v.record_id, v.label, v.position, v.disabled, m.s3_etag "
+                    "FROM catalog_product_entity_media_gallery_value_to_entity e "
+                    "JOIN catalog_product_entity_media_gallery g ON g.value_id = e.value_id "
+                    "LEFT JOIN catalog_product_entity_media_gallery_value v ON v.value_id = g.value_id "
+                    "AND v.entity_id = e.entity_id AND v.store_id = 0 "
+                    "LEFT JOIN nacento_media_gallery_meta m ON m.record_id = v.record_id")
+        for _ in cur:
+            pass
+    seconds = time.perf_counter() - started
+    conn.close()
+    return seconds
+
+
+def insert_rate(database: str, rows: int) -> float:
+    """The floor's writes: multi-row inserts of gallery-shaped rows into a scratch table, rows/s."""
+    conn = pymysql.connect(database=database, **db_params())
+    rows = max(rows, 1000)
+    with conn.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS floor_scratch")
+        cur.execute("CREATE TABLE floor_scratch LIKE catalog_product_entity_media_gallery_value")
+        started = time.perf_counter()
+        for chunk in _chunks(range(rows), 1000):
+            cur.execute("INSERT INTO floor_scratch (value_id, store_id, entity_id, label, position, disabled) VALUES "
+                        + ", ".join(f"({i}, 0, {i}, 'label {i}', 1, 0)" for i in chunk))
+        conn.commit()
+        seconds = time.perf_counter() - started
+        cur.execute("DROP TABLE floor_scratch")
+    conn.close()
+    return rows / seconds
+
+
+def rss_check(config: Path, out: Path, lines: int) -> dict:
+    """Peak RSS for an export of `lines` SKUs that do not exist in the store (all product_not_found)."""
+    feed = out / "rss.ndjson"
+    with feed.open("w") as f:
+        for i in range(lines):
+            f.write(json.dumps({"sku": f"GHOST-{i:08d}", "images": [{"file_path": f"g/h/ghost-{i}.jpg",
+                                                                         "label": "ghost"}]}) + "\n")
+    res = run_scenario("rss", config, feed, out)
+    feed.unlink()
+    return {"lines": lines, "seconds": res["seconds"], "peak_rss_mb": res["peak_rss_mb"],
+            "skus_per_s": round(lines / res["seconds"], 1), "not_found": res["stats"]["error"]}
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--skus", type=int, default=20_000)
+    p.add_argument("--images", type=int, default=5)
+    p.add_argument("--baseline-skus", type=int, default=300, help="SKUs the baseline syncs (per-image figures)")
+    p.add_argument("--rss-lines", type=int, default=1_000_000)
+    p.add_argument("--database", default="nacento_bench")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    console.print(f"generating {args.skus} SKUs x {args.images} images …")
+    g = generate(args, args.out)
+    config, feeds, bucket = g["config"], g["feeds"], g["bucket"]
+    results = []
+    floors = {}
+    lst_keys, lst_seconds = asyncio.run(list_pass(bucket))
+    rate = insert_rate(args.database, g["images"] * 4)
+
+    def floor(rows_written: int) -> float:
+        return lst_seconds + gallery_read(args.database) + rows_written / rate
+
+    for name, feed, extra, before in (
+        ("cold", "f0", (), None),
+        ("nochange", "f0", (), None),
+        ("reupload", "f0", (), "reupload"),
+        ("labels", "f1", (), None),
+        ("replace", "f2", ("--mode", "replace"), None),
+    ):
+        if before == "reupload":
+            sample = random.Random(7).sample(g["uploads"], k=max(1, len(g["uploads"]) // 20))
+            put_all(bucket, sample, "media/catalog/product", b" v2")
+        console.print(f"scenario {name} …")
+        res = run_scenario(name, config, feeds[feed], args.out, *extra)
+        floors[name] = floor(res["rows_written"])
+        res["floor_seconds"] = round(floors[name], 2)
+        res["vs_floor"] = round(res["seconds"] / floors[name], 2)
+        results.append(res)
+
+    console.print("baseline …")
+    db = db_params()
+    base_cold = run_baseline(db, args.database, s3_params(), bucket, g["base_items"])
+    base_again = run_baseline(db, args.database, s3_params(), bucket, g["base_items"])
+    per_image_base = {"cold": base_cold.per_image_ms, "nochange": base_again.per_image_ms}
+    for res in results:
+        base = per_image_base.get(res["scenario"], base_again.per_image_ms)
+        ours = 1000 * res["seconds"] / max(res["images"], 1)
+        res["per_image_ms"] = round(ours, 4)
+        res["baseline_per_image_ms"] = round(base, 3)
+        res["speedup_vs_baseline"] = round(base / ours, 1) if ours else None
+    keys_per_s = listing_rate(bucket)
+    rss = rss_check(config, args.out, args.rss_lines) if args.rss_lines else None
+
+    summary = {
+        "size": {"skus": args.skus, "images_per_sku": args.images, "images": g["images"], "missing": g["missing"]},
+        "scenarios": results,
+        "baseline": {"images": base_cold.images, "cold_per_image_ms": round(base_cold.per_image_ms, 3),
+                     "nochange_per_image_ms": round(base_again.per_image_ms, 3),
+                     "s3_requests_per_image": round(base_cold.head_requests / max(base_cold.images, 1), 2),
+                     "sql_statements_per_image": round(base_cold.sql_statements / max(base_cold.images, 1), 2)},
+        "floor": {"list_pass_seconds": round(lst_seconds, 2), "listed_keys": lst_keys,
+                  "insert_rows_per_s": round(rate)},
+        "s3_listing_keys_per_s": {"sequential": round(keys_per_s), "parallel": round(lst_keys / lst_seconds)},
+        "rss_1m": rss,
+    }
+    (args.out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print_table(summary)
+
+
+def print_table(s: dict) -> None:
+    out = Console()
+    t = Table(title=f"nacento-sync bench: {s['size']['skus']} SKUs x {s['size']['images_per_sku']} images "
+                    f"({s['size']['images']} images, {s['size']['missing']} missing objects)", title_justify="left")
+    for col in ("scenario", "seconds", "images/s", "HEAD", "LIST", "S3 req/image", "SQL stmts", "peak RSS MB",
+                "floor s", "÷ floor", "× baseline"):
+        t.add_column(col, justify="right")
+    for r in s["scenarios"]:
+        t.add_row(r["scenario"], f"{r['seconds']:.2f}", f"{r['images_per_s']:.0f}", str(r["s3_head"]),
+                  str(r["s3_list"]), f"{r['s3_per_image']:.4f}", str(r["sql_statements"]), f"{r['peak_rss_mb']:.0f}",
+                  f"{r['floor_seconds']:.2f}", f"{r['vs_floor']:.2f}", f"{r['speedup_vs_baseline']}")
+    out.print(t)
+    b = s["baseline"]
+    out.print(f"baseline (original module's algorithm, {b['images']} images): {b['cold_per_image_ms']:.2f} ms/image "
+              f"cold, {b['nochange_per_image_ms']:.2f} ms/image re-run, {b['s3_requests_per_image']} S3 requests and "
+              f"{b['sql_statements_per_image']} SQL statements per image")
+    f = s["floor"]
+    out.print(f"floor: LIST pass {f['list_pass_seconds']} s for {f['listed_keys']} keys; inserts "
+              f"{f['insert_rows_per_s']} rows/s")
+    lr = s["s3_listing_keys_per_s"]
+    out.print(f"S3 server listing rate: {lr['sequential']} keys/s sequential, {lr['parallel']} keys/s parallel")
+    nochange = next(r for r in s["scenarios"] if r["scenario"] == "nochange")
+    out.print(f"no-change re-sync: {nochange['images_per_s']:.0f} images/s = "
+              f"{nochange['images_per_s'] / lr['parallel']:.2f} x the server's parallel listing rate")
+    if s["rss_1m"]:
+        r = s["rss_1m"]
+        out.print(f"{r['lines']}-line export of unknown SKUs: peak RSS {r['peak_rss_mb']} MB, {r['seconds']} s "
+                  f"({r['skus_per_s']} SKUs/s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""Keeps the benchmark working: bench/run.py at a tiny size, against the same real servers (not timed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_runs_at_a_tiny_size(tmp_path):
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--skus", "60", "--images", "3", "--baseline-skus", "5",
+         "--rss-lines", "300", "--database", "nacento_bench_ci", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    assert res.returncode == 0, res.stderr[-3000:]
+    s = json.loads((tmp_path / "results.json").read_text())
+    by = {r["scenario"]: r for r in s["scenarios"]}
+    assert list(by) == ["cold", "nochange", "reupload", "labels", "replace"]
+    assert by["cold"]["stats"]["inserted"] > 0
+    assert by["nochange"]["stats"]["inserted"] == 0 and by["nochange"]["stats"]["updated_value"] == 0
+    assert by["nochange"]["stats"]["skipped_no_change"] == by["cold"]["images"] - s["size"]["missing"]
+    assert by["reupload"]["stats"]["updated_meta"] > 0
+    assert by["labels"]["stats"]["updated_value"] > 0
+    assert by["replace"]["stats"]["deleted"] > 0
+    assert all(r["peak_rss_mb"] > 0 and r["speedup_vs_baseline"] for r in s["scenarios"])
+    assert s["rss_1m"]["not_found"] == 300
+    assert "no-change re-sync" in res.stdout
