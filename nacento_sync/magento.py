@@ -18,6 +18,7 @@ import pymysql
 
 from nacento_sync.config import DatabaseConfig
 from nacento_sync.models import MANAGED_ROLES, ROLE_LABELS
+from nacento_sync.paths import stored_to_canonical
 from nacento_sync.plan import (
     DeleteAttribute,
     DeleteValueRows,
@@ -315,18 +316,22 @@ async def read_states(conn, schema: Schema, link_ids: Sequence[int]) -> dict[int
     rows: dict[tuple[int, int], list[ValueRow]] = defaultdict(list)
     attrs: dict[int, dict[tuple[str, int], str | None]] = defaultdict(dict)
     shared: set[int] = set()
+    other_media: dict[int, set[str]] = defaultdict(set)
     if not links:
         return {}
     async with conn.cursor() as cur:
         await cur.execute(
-            f"SELECT e.{L}, g.value_id, g.value FROM {t('catalog_product_entity_media_gallery_value_to_entity')} e "
+            f"SELECT e.{L}, g.value_id, g.value, g.media_type "
+            f"FROM {t('catalog_product_entity_media_gallery_value_to_entity')} e "
             f"JOIN {t('catalog_product_entity_media_gallery')} g ON g.value_id = e.value_id "
-            f"WHERE e.{L} IN ({_ph(len(links))}) AND g.attribute_id = %s AND g.media_type = 'image' "
-            "AND g.value IS NOT NULL",
+            f"WHERE e.{L} IN ({_ph(len(links))}) AND g.attribute_id = %s AND g.value IS NOT NULL",
             [*links, schema.attribute_ids["media_gallery"]],
         )
-        for link, value_id, value in await cur.fetchall():
-            entries[link][value_id] = value
+        for link, value_id, value, media_type in await cur.fetchall():
+            if media_type == "image":
+                entries[link][value_id] = value
+            else:  # videos and other media: never touched, but their paths must not be duplicated
+                other_media[link].add(stored_to_canonical(value))
         value_ids = sorted({vid for per in entries.values() for vid in per})
         for chunk in _chunks(value_ids):
             await cur.execute(
@@ -366,6 +371,7 @@ async def read_states(conn, schema: Schema, link_ids: Sequence[int]) -> dict[int
                 for vid, value in entries[link].items()
             ),
             attrs[link],
+            frozenset(other_media[link]),
         )
         for link in links
     }

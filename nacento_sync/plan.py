@@ -51,6 +51,9 @@ class ProductState:
     entries: tuple[Entry, ...] = ()
     #: `catalog_product_entity_varchar` values of the role and role-label attributes: (code, store_id) → value.
     attributes: Mapping[tuple[str, int], str | None] = field(default_factory=dict)
+    #: Canonical paths of the product's non-image entries (videos): an image with the same path would be
+    #: a duplicate value, which Magento removes on product load.
+    other_media: frozenset[str] = frozenset()
 
 
 # ---------------------------------------------------------------- operations (applied by the adapter)
@@ -232,6 +235,11 @@ def plan_product(
             warn(f"missing_object: {object_key(img.path)} not found in the bucket; image not synced")
             continue
         found_any = True
+        if img.path in state.other_media:
+            touched[img.path] = _Touched()
+            warn(f"media_conflict: {img.path} is the path of a video or other non-image entry of this "
+                 "product; the image was not added")
+            continue
         group = groups.get(img.path, [])
         if not group:
             label = img.label if img.label_given else None

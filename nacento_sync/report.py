@@ -32,6 +32,7 @@ WARNING_CODES = {
     "staging_future_rows": "Adobe Commerce scheduled updates of the product were left unchanged",
     "empty_image_list": "replace mode with an empty image list deleted nothing (see --allow-empty)",
     "all_missing": "replace mode deleted nothing because none of the listed objects exists",
+    "media_conflict": "the path belongs to a video (or other non-image entry) of the product; not added",
     "role_unavailable": "the store has no such role attribute (e.g. swatch_image without Magento_Swatches)",
     "storage_error": "a storage request failed after retries; the SKU was not written",
     "database_error": "the SKU's transaction failed; nothing was written for it",

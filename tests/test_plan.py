@@ -53,7 +53,7 @@ def apply(state: ProductState, ops) -> ProductState:
                 attrs[(op.attribute, op.store_id)] = op.value
             case DeleteAttribute():
                 attrs.pop((op.attribute, op.store_id), None)
-    return ProductState(state.link_id, tuple(entries.values()), attrs)
+    return ProductState(state.link_id, tuple(entries.values()), attrs, state.other_media)
 
 
 def _keeps(r: ValueRow, op) -> bool:
@@ -193,6 +193,13 @@ def test_role_label_follows_label_change_of_the_holder():
                          {("image", 0): "/x.jpg", ("image_label", 0): "old"})
     p = plan_product(item(img("/x.jpg", label="new")), state, {"/x.jpg": "e1"})
     assert SetAttribute(7, "image_label", 0, "new") in p.ops
+
+
+def test_an_image_never_duplicates_a_videos_path():
+    state = ProductState(7, (), {}, frozenset({"/v/i/video.jpg"}))
+    p = plan_product(item(img("/v/i/video.jpg", roles=["image"])), state, {"/v/i/video.jpg": "e1"})
+    assert p.ops == [] and p.stats.skipped_no_change == 1
+    assert p.stats.warnings[0].startswith("media_conflict:")
 
 
 def test_missing_value_row_is_recreated():
