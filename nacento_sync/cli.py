@@ -22,7 +22,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from nacento_sync import magento
 from nacento_sync.config import Config, ConfigError, load_config
@@ -137,7 +145,7 @@ def sync(
                                                 "etag_strategy": etag_strategy.value if etag_strategy else None})
     feed = Feed(exports)
     code = _run(cfg, feed, dry_run=dry_run, allow_empty=allow_empty, json_out=json_out, report_file=report_file,
-                request_id=lambda: request_id or feed.request_id)
+                request_id=lambda: request_id or feed.request_id, total=feed.total_bytes(), done=feed.bytes_read)
     raise typer.Exit(code)
 
 
@@ -176,17 +184,25 @@ def sku(
 
 
 def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, allow_empty: bool, json_out: bool,
-         report_file: Path | None, request_id) -> int:
+         report_file: Path | None, request_id, total: int | None = None, done=lambda: 0) -> int:
     options = Options(cfg.sync.mode, dry_run, allow_empty, cfg.sync.batch_size, cfg.sync.etag_strategy)
     spill = report_file.with_name(report_file.name + ".partial") if report_file else None
     builder = ReportBuilder(None, cfg.sync.mode, dry_run, spill=spill)
     started = time.monotonic()
     try:
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} SKUs"),
-                      TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal) as progress:
-            task = progress.add_task("syncing", total=None)
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                      TextColumn("{task.fields[skus]} SKUs"), TimeElapsedColumn(), TimeRemainingColumn(),
+                      console=err, transient=True, disable=not err.is_terminal) as progress:
+            task = progress.add_task("syncing", total=total, skus=0)  # bytes of the export, when known
+            skus = 0
+
+            def advance(n: int) -> None:
+                nonlocal skus
+                skus += n
+                progress.update(task, completed=done(), skus=skus)
+
             interrupted, counters = asyncio.run(run_sync(cfg, records, options, builder, handle_signals=True,
-                                                         on_progress=lambda n: progress.advance(task, n)))
+                                                         on_progress=advance))
     except (magento.DatabaseAccessError, StorageAccessError) as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
         return EXIT_ACCESS

@@ -9,9 +9,10 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, BinaryIO, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StrictStr, ValidationError
@@ -305,13 +306,34 @@ class Feed:
 
     Every yielded Item or Rejection (a whole unreadable file included) gets the next ordinal.
     `request_id` is the first `request.request_id` of a bulk JSON body, once that body has been read.
+    `parse` validates each decoded record (default `parse_record`); `submit` wraps it to keep the raw
+    record, which becomes the operation's data.
     """
 
-    def __init__(self, paths: list[str], stdin: BinaryIO | None = None) -> None:
+    def __init__(self, paths: list[str], stdin: BinaryIO | None = None,
+                 parse: Callable[[Any, str, int], Item | Rejection] | None = None) -> None:
         self.paths = list(paths)
         self.request_id: str | None = None
         self._stdin = stdin
         self._ordinal = 0
+        self._parse = parse or parse_record
+        self._bytes_done = 0
+        self._current: BinaryIO | None = None
+
+    def total_bytes(self) -> int | None:
+        """Size of the input files (for a progress bar), or None when stdin is read or a file is missing."""
+        try:
+            return None if "-" in self.paths else sum(os.path.getsize(p) for p in self.paths)
+        except OSError:
+            return None
+
+    def bytes_read(self) -> int:
+        """Bytes of the input files consumed so far (of the compressed file for .gz)."""
+        current = self._current
+        try:
+            return self._bytes_done + (current.tell() if current is not None else 0)
+        except (OSError, ValueError):
+            return self._bytes_done
 
     def _next_ordinal(self) -> int:
         self._ordinal += 1
@@ -322,6 +344,7 @@ class Feed:
 
     def __iter__(self) -> Iterator[Item | Rejection]:
         self._ordinal = 0
+        self._bytes_done = 0
         self.request_id = None
         for path in self.paths:
             try:
@@ -340,7 +363,12 @@ class Feed:
             yield self._reject_file(path, f"cannot open file: {exc.strerror or exc}")
             return
         with raw:
-            yield from self._stream(path, raw, _format_of(path))
+            self._current = raw
+            try:
+                yield from self._stream(path, raw, _format_of(path))
+            finally:
+                self._current = None
+                self._bytes_done += os.fstat(raw.fileno()).st_size
 
     def _stream(self, path: str, raw: BinaryIO, fmt: Format) -> Iterator[Item | Rejection]:
         stream = _decompressed(raw)
@@ -369,7 +397,7 @@ class Feed:
             except (ValueError, RecursionError) as exc:
                 yield Rejection(source=source, error=_json_error(exc), ordinal=ordinal)
                 continue
-            yield parse_record(obj, source, ordinal)
+            yield self._parse(obj, source, ordinal)
 
     def _document(self, path: str, data: bytes) -> Iterator[Item | Rejection]:
         try:
@@ -396,7 +424,7 @@ class Feed:
                 ordinal = self._next_ordinal()
                 yield Rejection(source=source, error=error, ordinal=ordinal, sku=_readable_sku(obj))
                 continue
-            yield parse_record(obj, source, self._next_ordinal())
+            yield self._parse(obj, source, self._next_ordinal())
 
     def _items_of(self, doc: Any) -> list[Any] | None:
         """The item list of one of the three accepted shapes; records the bulk request_id."""

@@ -709,3 +709,18 @@ def test_ndjson_file_yields_before_the_writer_finishes(tmp_path: Path) -> None:
     thread.join()
     assert outcome["first_seen_in_time"]
     assert [r.sku for r in [first, *rest]] == ["A", "B"]
+
+
+def test_feed_reports_progress_in_bytes(tmp_path):
+    from nacento_sync.feed import Feed
+
+    a = tmp_path / "a.ndjson"
+    a.write_text('{"sku": "A", "images": []}\n' * 3)
+    b = tmp_path / "b.ndjson"
+    b.write_text('{"sku": "B", "images": []}\n')
+    feed = Feed([str(a), str(b)])
+    assert feed.total_bytes() == a.stat().st_size + b.stat().st_size
+    seen = [feed.bytes_read() for _ in feed]
+    assert seen[0] > 0 and seen == sorted(seen)
+    assert feed.bytes_read() == feed.total_bytes()
+    assert Feed(["-"]).total_bytes() is None
