@@ -213,6 +213,10 @@ def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, all
     builder.summary.run = {"seconds": round(time.monotonic() - started, 3), "batches": counters.batches,
                            "s3_requests": counters.s3_requests, "sql_write_statements": counters.statements}
     report = _emit(builder, json_out, report_file)
+    if counters.fatal:
+        err.print(f"[red]error:[/] {counters.fatal}; the run stopped (completed batches are committed, "
+                  "re-run to finish)", highlight=False)
+        return EXIT_ACCESS
     if interrupted:
         err.print(f"interrupted by {interrupted.name}: stopped after the current batch")
         return EXIT_SIGNAL[interrupted]

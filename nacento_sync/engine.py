@@ -52,6 +52,8 @@ class Counters:
     statements: int = 0
     skus: int = 0
     s3_requests: dict[str, int] = field(default_factory=dict)
+    #: Why the run stopped early (the database went away), if it did.
+    fatal: str | None = None
 
 
 @dataclass
@@ -69,6 +71,11 @@ class Outcome:
 #: Called inside a batch's transaction, after its writes and before COMMIT, with the outcomes of the
 #: SKUs written in it: lets the async worker commit operation statuses atomically with the data.
 BeforeCommit = Callable[[Any, list[Outcome]], Awaitable[None]]
+
+
+def _connection_lost(e: Exception) -> bool:
+    """Server gone / lost connection / cannot connect: retrying SKU by SKU would only fail them all."""
+    return isinstance(e, pymysql.err.InterfaceError) or (bool(e.args) and e.args[0] in (2003, 2006, 2013))
 
 
 class SeenSet:
@@ -247,7 +254,11 @@ class Engine:
             await self._transaction(writable, etags)
         except pymysql.err.MySQLError as e:
             await self._rollback()
-            if len(writable) == 1:
+            if _connection_lost(e):  # nothing of this batch was committed; stop the run (exit 3)
+                self.counters.fatal = f"lost the database connection: {e}"
+                self.stop_requested = True
+                errors = dict.fromkeys(range(len(writable)), e)
+            elif len(writable) == 1:
                 errors[0] = e
             else:
                 log.warning("batch failed (%s); retrying its %d SKUs one by one", e, len(writable))

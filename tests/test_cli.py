@@ -226,3 +226,35 @@ def test_sigint_finishes_the_batch_and_exits_130(store, bucket, config_file, tmp
     report = json.loads(out)
     done = _assert_whole_skus(store, 150, 3)
     assert report["stats"]["inserted"] == done * 3 and done < 150
+
+
+def test_lost_database_connection_stops_the_run_with_exit_3(store, bucket, config_file, tmp_path):
+    store.execute(
+        "CREATE TRIGGER nacento_test_slow BEFORE INSERT ON {catalog_product_entity_media_gallery_value} "
+        "FOR EACH ROW BEGIN IF NEW.label = 'slow' THEN SET @x = SLEEP(60); END IF; END")
+    items = []
+    for i in range(3):
+        store.add_product(f"SKU-{i}")
+        bucket.put(f"/a/b/{i}.jpg")
+        label = "slow" if i == 2 else "ok"
+        items.append({"sku": f"SKU-{i}", "images": [{"file_path": f"a/b/{i}.jpg", "label": label}]})
+    export = write_ndjson(tmp_path / "x.ndjson", items)
+    proc = subprocess.Popen([sys.executable, "-m", "nacento_sync", "--config", str(config_file), "sync", str(export),
+                             "--batch-size", "2", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    victim = None
+    while victim is None and time.monotonic() < deadline:
+        rows = store.query("SELECT id FROM information_schema.processlist WHERE db = %s AND info = %s",
+                           (store.database, "SET @x = SLEEP(60)"))  # the trigger, inside the tool's INSERT
+        victim = rows[0]["id"] if rows else None
+        time.sleep(0.05)
+    assert victim is not None
+    store.execute(f"KILL CONNECTION {int(victim)}")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert "lost the database connection" in err
+    report = json.loads(out)
+    by = {r["sku"]: r for r in report["results"]}
+    assert by["SKU-2"]["error"] == "database_error"
+    assert by["SKU-0"]["error"] is None and by["SKU-0"]["image_stats"]["inserted"] == 1
+    assert store.table_counts()["catalog_product_entity_media_gallery"] == 2  # batch 1 committed, SKU-2 not
