@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import uuid
@@ -28,7 +29,7 @@ class Bucket:
     name: str
     prefix: str = ""
 
-    @property
+    @functools.cached_property
     def client(self):
         return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
                             aws_access_key_id="test", aws_secret_access_key="test",

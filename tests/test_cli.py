@@ -189,17 +189,23 @@ def test_two_concurrent_syncs_never_duplicate(store, bucket, config_file, tmp_pa
     assert _assert_whole_skus(store, 80, 3) == 80
 
 
-def test_kill_mid_run_leaves_whole_skus_and_rerun_converges(store, bucket, config_file, tmp_path):
-    export = _big_export(store, bucket, tmp_path, n=150)
-    args = [sys.executable, "-m", "nacento_sync", "--config", str(config_file), "sync", str(export),
-            "--batch-size", "3", "--concurrency", "2", "--json"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def _start_slow_sync(store, config_file, export, rows: int) -> subprocess.Popen:
+    """Start a sync in small batches and return once it has inserted `rows` gallery rows."""
+    proc = subprocess.Popen([sys.executable, "-m", "nacento_sync", "--config", str(config_file), "sync", str(export),
+                             "--batch-size", "3", "--concurrency", "2", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        done = store.query("SELECT COUNT(*) AS n FROM {catalog_product_entity_media_gallery}")[0]["n"]
-        if done >= 30:
-            break
+        if store.query("SELECT COUNT(*) AS n FROM {catalog_product_entity_media_gallery}")[0]["n"] >= rows:
+            return proc
         time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("the sync did not get going")
+
+
+def test_kill_mid_run_leaves_whole_skus_and_rerun_converges(store, bucket, config_file, tmp_path):
+    export = _big_export(store, bucket, tmp_path, n=150)
+    proc = _start_slow_sync(store, config_file, export, rows=30)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     partial = _assert_whole_skus(store, 150, 3)
@@ -212,14 +218,7 @@ def test_kill_mid_run_leaves_whole_skus_and_rerun_converges(store, bucket, confi
 
 def test_sigint_finishes_the_batch_and_exits_130(store, bucket, config_file, tmp_path):
     export = _big_export(store, bucket, tmp_path, n=150)
-    args = [sys.executable, "-m", "nacento_sync", "--config", str(config_file), "sync", str(export),
-            "--batch-size", "3", "--concurrency", "2", "--json"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if store.query("SELECT COUNT(*) AS n FROM {catalog_product_entity_media_gallery}")[0]["n"] >= 15:
-            break
-        time.sleep(0.05)
+    proc = _start_slow_sync(store, config_file, export, rows=15)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
