@@ -359,7 +359,7 @@ def main() -> None:
 
 
 def print_table(s: dict) -> None:
-    out = Console()
+    out = Console(width=None if sys.stdout.isatty() else 150)
     t = Table(title=f"nacento-sync bench: {s['size']['skus']} SKUs x {s['size']['images_per_sku']} images "
                     f"({s['size']['images']} images, {s['size']['missing']} missing objects)", title_justify="left")
     for col in ("scenario", "seconds", "images/s", "HEAD", "LIST", "S3 req/image", "SQL stmts", "peak RSS MB",
