@@ -45,3 +45,20 @@ def test_seen_set_is_exact_across_merges():
         seen.add(k)
     assert all(k in seen for k in keys[::2])
     assert not any(k in seen for k in keys[1::2])
+
+
+def test_every_warning_code_is_documented():
+    """Warnings are "<code>: <message>" from a fixed, documented set."""
+    import re
+    from pathlib import Path
+
+    from nacento_sync import feed
+    from nacento_sync.report import WARNING_CODES
+
+    root = Path(__file__).resolve().parent.parent
+    source = "\n".join(p.read_text() for p in (root / "nacento_sync").glob("*.py"))
+    emitted = set(re.findall(r'(?:warn\(|append\(|\+= \[)f?"([a-z_]+): ', source)) | set(feed.WARNING_CODES)
+    assert len(emitted) >= 15
+    assert emitted <= set(WARNING_CODES)
+    readme = (root / "README.md").read_text()
+    assert [c for c in WARNING_CODES if f"`{c}`" not in readme] == []
