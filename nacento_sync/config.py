@@ -6,12 +6,13 @@ Validated with pydantic; an error names the bad key (`storage.bucket: field requ
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 DEFAULT_FILE = "nacento-sync.yaml"
 ENV_PREFIX = "NACENTO_"
@@ -65,11 +66,63 @@ class SyncConfig(_Section):
     etag_strategy: Literal["auto", "head", "list"] = "auto"
 
 
+class QueueConfig(_Section):
+    """The RabbitMQ broker and names used by `submit` / `worker` (asynchronous mode)."""
+
+    #: amqp://user:password@host:port/vhost (env.php `queue.amqp`); secret: shown only via `redact_url`.
+    url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    exchange: str = Field("magento", min_length=1, max_length=255)
+    topic: str = Field("nacento.gallery.process", min_length=1, max_length=255)
+    queue: str = Field("nacento.gallery.process", min_length=1, max_length=200)
+    #: The admin whose System › Action Logs › Bulk Actions grid lists the bulks (magento_bulk.user_id).
+    admin_user_id: int | None = Field(None, ge=1, le=4_294_967_295)
+    #: Seconds to wait before each retry of a retriable failure; then the message is parked.
+    retry_delays: list[int] = Field(default_factory=lambda: [10, 60, 600], max_length=20)
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _url(cls, value: Any) -> Any:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if not isinstance(text, str) or not text.startswith(("amqp://", "amqps://")):
+            raise ValueError("must be an amqp:// or amqps:// URL")
+        return value
+
+    @field_validator("retry_delays", mode="before")
+    @classmethod
+    def _delays(cls, value: Any) -> Any:
+        """`NACENTO_QUEUE__RETRY_DELAYS="10,60,600"` (or a JSON list) from the environment."""
+        if isinstance(value, str):
+            text = value.strip().removeprefix("[").removesuffix("]")
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("retry_delays")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(d < 1 or d > 86_400 for d in value):
+            raise ValueError("each delay must be between 1 and 86400 seconds")
+        return value
+
+
+def redact_url(url: str | SecretStr) -> str:
+    """The URL with its password replaced by `***`, for messages and logs."""
+    text = url.get_secret_value() if isinstance(url, SecretStr) else url
+    return re.sub(r"^([a-z]+://[^:/@]*:).*@", r"\1***@", text)  # greedy: an unescaped @ hides more, never less
+
+
+def scrub(text: str, url: SecretStr) -> str:
+    """`text` (e.g. a client library's error) without the URL's password anywhere in it."""
+    m = re.match(r"^[a-z]+://[^:/@]*:(.*)@", url.get_secret_value())
+    secret = m.group(1) if m else ""
+    return text.replace(secret, "***") if len(secret) >= 3 else text
+
+
 class Config(_Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     #: Optional here so `schema` commands work without it; `sync` and `sku` require it.
     storage: StorageConfig | None = None
     sync: SyncConfig = Field(default_factory=SyncConfig)
+    queue: QueueConfig = Field(default_factory=QueueConfig)
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

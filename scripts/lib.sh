@@ -5,7 +5,7 @@
 # ($NACENTO_ROOT/.run, where servers keep their data, logs, pid files and the `env` file).
 #
 #   ensure_deps            Debian packages + .venv with `pip install -e '.[test]'` (idempotent)
-#   services_start [--hold] start MariaDB and moto (S3) unless running, write .run/env, take a lease
+#   services_start [--hold] start MariaDB, moto (S3) and RabbitMQ unless running, write .run/env, take a lease
 #   services_release       drop this shell's lease; stop the servers if this was the last lease
 #   services_release_on_exit  trap services_release on EXIT/INT/TERM/HUP (call before services_start)
 #   services_stop          stop every server started here (by pid files), whoever started it
@@ -17,7 +17,10 @@
 # `scripts/services start` brought up by hand (`--hold`, a lease without pid) stay up until
 # `scripts/services stop`.
 #
-# Ports: NACENTO_TEST_DB_PORT (default 3307) and NACENTO_TEST_S3_PORT (default 5055).
+# Ports: NACENTO_TEST_DB_PORT (default 3307), NACENTO_TEST_S3_PORT (default 5055), NACENTO_TEST_AMQP_PORT
+# (default 5673, not 5672: a system RabbitMQ may have that), its Erlang distribution port
+# NACENTO_TEST_AMQP_DIST_PORT (default AMQP port + 20000) and its port mapper's NACENTO_TEST_EPMD_PORT
+# (default AMQP port + 21000; not epmd's usual 4369, so a system epmd is never used nor stopped).
 
 NACENTO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN_DIR="$NACENTO_ROOT/.run"
@@ -25,6 +28,9 @@ VENV="$NACENTO_ROOT/.venv"
 
 DB_PORT="${NACENTO_TEST_DB_PORT:-3307}"
 S3_PORT="${NACENTO_TEST_S3_PORT:-5055}"
+AMQP_PORT="${NACENTO_TEST_AMQP_PORT:-5673}"
+AMQP_DIST_PORT="${NACENTO_TEST_AMQP_DIST_PORT:-$((AMQP_PORT + 20000))}"
+EPMD_PORT="${NACENTO_TEST_EPMD_PORT:-$((AMQP_PORT + 21000))}"
 MARIADB_DIR="$RUN_DIR/mariadb"
 MARIADB_DATA="$MARIADB_DIR/data"
 MARIADB_LOG="$MARIADB_DIR/error.log"
@@ -72,6 +78,9 @@ ensure_deps() {
         missing+=(python3 python3-venv)
     elif [[ ! -x "$VENV/bin/python" ]] && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
         missing+=(python3-venv)
+    fi
+    if [[ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]]; then
+        missing+=(rabbitmq-server)
     fi
     if ((${#missing[@]})); then
         _apt_install "${missing[@]}"
@@ -257,10 +266,92 @@ _moto_start() {
 }
 
 # ---------------------------------------------------------------------------------------------------
-# RabbitMQ: not used yet. When the queue tests arrive, add _rabbitmq_start/_rabbitmq_stop here
-# (see shared/local-services.md: private dirs, record and stop epmd too), call them from
-# services_start/services_stop and export NACENTO_TEST_AMQP_URL in _write_env.
+# RabbitMQ (Debian's rabbitmq-server 3.10): a private node with its own epmd, everything on 127.0.0.1.
+#
+#   rabbitmq_node_launch DIR PORT DIST_PORT EPMD_PORT   start a node whose files all live under DIR
+#   rabbitmq_node_wait DIR PORT                         until it accepts AMQP connections (or die)
+#   rabbitmq_node_stop DIR [keep-epmd]                  stop it (and its epmd unless keep-epmd)
+#
+# The tests use these for a second, throw-away node they may restart. The node runs the Erlang VM
+# directly (/usr/lib/rabbitmq/bin, not the /usr/sbin wrapper that switches user); DIR/rabbitmq.pid is
+# the VM, DIR/epmd.pid the port mapper started for it on a private port, bound to 127.0.0.1. Guest may
+# log in from 127.0.0.1 (RabbitMQ's default for loopback).
 # ---------------------------------------------------------------------------------------------------
+
+RABBIT_DIR="$RUN_DIR/rabbitmq"
+RABBIT_BIN=/usr/lib/rabbitmq/bin/rabbitmq-server
+
+_rabbitmq_running() { # DIR -> prints the VM's pid when it runs
+    _running_pid "$1/rabbitmq.pid" "$1/home"
+}
+
+rabbitmq_node_launch() {
+    local dir="$1" port="$2" dist="$3" epmd_port="$4" pid
+    [[ -x "$RABBIT_BIN" ]] || die "$RABBIT_BIN is missing (run ensure_deps)"
+    if pid="$(_rabbitmq_running "$dir")"; then
+        return 0
+    fi
+    if _port_open "$port"; then
+        die "port $port is taken by another program; stop it or set NACENTO_TEST_AMQP_PORT"
+    fi
+    mkdir -p "$dir/home" "$dir/mnesia" "$dir/log"
+    printf 'listeners.tcp.default = 127.0.0.1:%s\n' "$port" >"$dir/rabbitmq.conf"
+    printf '[].\n' >"$dir/enabled_plugins"
+    : >"$dir/rabbitmq-env.conf" # keeps /etc/rabbitmq/rabbitmq-env.conf out of it
+    if ! _running_pid "$dir/epmd.pid" epmd >/dev/null && ! _port_open "$epmd_port"; then
+        # (An epmd already on that port, e.g. another checkout's, is shared, never stopped by us.)
+        ERL_EPMD_ADDRESS=127.0.0.1 epmd -port "$epmd_port" </dev/null >"$dir/log/epmd.log" 2>&1 9>&- &
+        printf '%s\n' "$!" >"$dir/epmd.pid"
+    fi
+    rm -f "$dir/rabbitmq.pid"
+    : >"$dir/log/console.log"
+    env HOME="$dir/home" \
+        RABBITMQ_NODENAME="nacento-$port@localhost" \
+        RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+        RABBITMQ_NODE_PORT="$port" \
+        RABBITMQ_DIST_PORT="$dist" \
+        ERL_EPMD_ADDRESS=127.0.0.1 \
+        ERL_EPMD_PORT="$epmd_port" \
+        RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" \
+        RABBITMQ_CONF_ENV_FILE="$dir/rabbitmq-env.conf" \
+        RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" \
+        RABBITMQ_MNESIA_BASE="$dir/mnesia" \
+        RABBITMQ_LOG_BASE="$dir/log" \
+        RABBITMQ_PID_FILE="$dir/rabbitmq.pid" \
+        "$RABBIT_BIN" </dev/null >>"$dir/log/console.log" 2>&1 9>&- &
+    printf '%s\n' "$!" >"$dir/launcher.pid"
+}
+
+rabbitmq_node_wait() {
+    local dir="$1" port="$2" launcher i
+    launcher="$(cat "$dir/launcher.pid" 2>/dev/null || true)"
+    for ((i = 0; i < 1200; i++)); do
+        if _port_open "$port" && _rabbitmq_running "$dir" >/dev/null; then
+            return 0
+        fi
+        if [[ -n "$launcher" ]] && ! _pid_is "$launcher" rabbitmq && ! _rabbitmq_running "$dir" >/dev/null; then
+            tail -n 30 "$dir/log/console.log" >&2
+            die "rabbitmq-server exited during start-up (logs: $dir/log)"
+        fi
+        sleep 0.1
+    done
+    tail -n 30 "$dir/log/console.log" >&2
+    rabbitmq_node_stop "$dir"
+    die "rabbitmq-server did not accept connections on port $port within 120s (logs: $dir/log)"
+}
+
+rabbitmq_node_stop() {
+    local dir="$1" keep_epmd="${2:-}" launcher
+    _stop_pidfile "$dir/rabbitmq.pid" "$dir/home" 60
+    launcher="$(cat "$dir/launcher.pid" 2>/dev/null || true)"
+    if [[ -n "$launcher" ]]; then
+        wait "$launcher" 2>/dev/null || true # reap our child, if it is one
+    fi
+    rm -f "$dir/launcher.pid"
+    if [[ "$keep_epmd" != keep-epmd ]]; then
+        _stop_pidfile "$dir/epmd.pid" epmd 10
+    fi
+}
 
 _write_env() {
     local tmp="$RUN_DIR/env.tmp.$$"
@@ -272,6 +363,7 @@ export NACENTO_TEST_DB_USER=root
 export NACENTO_TEST_DB_PASSWORD=
 export NACENTO_TEST_DB_SOCKET=$MARIADB_SOCK
 export NACENTO_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
+export NACENTO_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:$AMQP_PORT/
 EOF
     mv -f "$tmp" "$RUN_DIR/env"
 }
@@ -304,8 +396,10 @@ _prune_leases() {
 _services_start_locked() {
     local hold="$1"
     _prune_leases
+    rabbitmq_node_launch "$RABBIT_DIR" "$AMQP_PORT" "$AMQP_DIST_PORT" "$EPMD_PORT" # boots while the others start
     _mariadb_start
     _moto_start
+    rabbitmq_node_wait "$RABBIT_DIR" "$AMQP_PORT"
     _write_env
     if [[ "$hold" == 1 ]]; then
         : >"$LEASE_DIR/hold"
@@ -322,6 +416,7 @@ services_start() {
 }
 
 _services_stop_locked() {
+    rabbitmq_node_stop "$RABBIT_DIR"
     _stop_pidfile "$MOTO_PIDFILE" moto_server 15
     _stop_pidfile "$MARIADB_PIDFILE" mariadbd 60
     rm -rf "$LEASE_DIR"
@@ -367,6 +462,12 @@ services_status() {
         echo "moto s3: running (pid $pid, http://127.0.0.1:$S3_PORT)"
     else
         echo "moto s3: stopped"
+        rc=3
+    fi
+    if pid="$(_rabbitmq_running "$RABBIT_DIR")"; then
+        echo "rabbitmq: running (pid $pid, amqp://127.0.0.1:$AMQP_PORT, epmd port $EPMD_PORT)"
+    else
+        echo "rabbitmq: stopped"
         rc=3
     fi
     if [[ -d "$LEASE_DIR" ]] && [[ -n "$(ls -A "$LEASE_DIR" 2>/dev/null)" ]]; then

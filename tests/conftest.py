@@ -1,7 +1,8 @@
 """Shared fixtures: the local MariaDB / S3 servers that ./scripts/test starts, and a Magento test store.
 
-Tests never skip for lack of servers: run them through ./scripts/test, which starts MariaDB and moto
-and exports NACENTO_TEST_DB_* and NACENTO_TEST_S3_ENDPOINT (or `scripts/services start; . .run/env`).
+Tests never skip for lack of servers: run them through ./scripts/test, which starts MariaDB, moto and
+RabbitMQ and exports NACENTO_TEST_DB_*, NACENTO_TEST_S3_ENDPOINT and NACENTO_TEST_AMQP_URL (or
+`scripts/services start; . .run/env`).
 """
 
 from __future__ import annotations
@@ -74,3 +75,22 @@ def magento(request: pytest.FixtureRequest, magento_factory: Callable[..., Magen
     row_id/staging ("ee"), and Open Source with table prefix "mg_" ("prefix")."""
     variant, prefix = request.param
     return magento_factory(variant, prefix)
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """URL of the local RabbitMQ (guest on 127.0.0.1)."""
+    return _env("NACENTO_TEST_AMQP_URL")
+
+
+@pytest.fixture
+def queue_cfg(amqp_url: str) -> Iterator[dict[str, Any]]:
+    """A `queue:` config section with this test's own topic and queue (so concurrent tests never see each
+    other's messages) and short retry delays; its queues are deleted afterwards."""
+    name = f"nst.{uuid.uuid4().hex[:12]}"
+    cfg = {"url": amqp_url, "exchange": "magento", "topic": name, "queue": name, "admin_user_id": 1,
+           "retry_delays": [1, 1]}
+    yield cfg
+    from async_helpers import delete_queues
+
+    delete_queues(cfg)

@@ -13,6 +13,8 @@ defaults, keys, indexes and ``ON DELETE CASCADE`` foreign keys (InnoDB, utf8mb4_
 - ``flag`` (Adobe Commerce: row ``staging`` with ``current_version`` 1750000000)
 - ``catalog_product_gallery_cl``: a changelog fed by AFTER INSERT/UPDATE/DELETE triggers on
   ``..._media_gallery_value`` like Magento's mview triggers (rows removed by an FK cascade fire no trigger).
+- ``magento_bulk`` and ``magento_operation`` (Magento_AsynchronousOperations: bulk tracking for the
+  asynchronous mode), with the unique bulk UUID and the operation → bulk foreign key.
 
 Variants: ``"ce"`` (Open Source, link field ``entity_id``) and ``"ee"`` (Adobe Commerce: ``row_id`` in
 ``catalog_product_entity`` and in the value tables). Any table prefix (``prefix="mg_"``) applies to every
@@ -50,6 +52,8 @@ CE_TABLES: tuple[str, ...] = (
     "catalog_product_entity_media_gallery_value_video",
     "flag",
     "catalog_product_gallery_cl",
+    "magento_bulk",
+    "magento_operation",
 )
 EE_TABLES: tuple[str, ...] = CE_TABLES[:5] + ("sequence_product",) + CE_TABLES[5:]
 
@@ -308,6 +312,42 @@ _DDL_VALUES = (
   `entity_id` int unsigned NOT NULL COMMENT 'Entity ID',
   PRIMARY KEY (`version_id`)
 ) COMMENT='catalog_product_gallery_cl'""",
+)
+
+# Magento_AsynchronousOperations (2.4.x db_schema.xml): the bulk tracking shown in System › Action Logs ›
+# Bulk Actions. No FK from user_id to admin_user (2.4 dropped it for integration users, user_type 2/1).
+_DDL_BULK = (
+    """CREATE TABLE @t:magento_bulk (
+  `id` int unsigned NOT NULL AUTO_INCREMENT COMMENT 'Bulk Internal ID (must not be exposed)',
+  `uuid` varbinary(39) DEFAULT NULL COMMENT 'Bulk UUID (can be exposed to reference bulk entity)',
+  `user_id` int unsigned DEFAULT NULL COMMENT 'ID of the WebAPI user that performed an action',
+  `user_type` int DEFAULT NULL COMMENT 'Which type of user',
+  `description` varchar(255) DEFAULT NULL COMMENT 'Bulk Description',
+  `operation_count` int unsigned NOT NULL COMMENT 'Total number of operations scheduled within this bulk',
+  `start_time` timestamp NOT NULL DEFAULT current_timestamp() COMMENT 'Bulk start time',
+  PRIMARY KEY (`id`),
+  UNIQUE KEY @k:MAGENTO_BULK_UUID (`uuid`),
+  KEY @k:MAGENTO_BULK_USER_ID (`user_id`),
+  KEY @k:MAGENTO_BULK_START_TIME (`start_time`)
+) COMMENT='Bulk entity that represents set of related asynchronous operations'""",
+    """CREATE TABLE @t:magento_operation (
+  `id` int unsigned NOT NULL AUTO_INCREMENT COMMENT 'Operation ID',
+  `operation_key` int unsigned DEFAULT NULL COMMENT 'Operation Key',
+  `bulk_uuid` varbinary(39) DEFAULT NULL COMMENT 'Related Bulk UUID',
+  `topic_name` varchar(255) DEFAULT NULL COMMENT 'Name of the related message queue topic',
+  `serialized_data` blob DEFAULT NULL COMMENT 'Data (serialized) required to perform an operation',
+  `result_serialized_data` blob DEFAULT NULL COMMENT 'Result data (serialized) after perform an operation',
+  `status` smallint DEFAULT 0 COMMENT 'Operation status (OPEN | COMPLETE | RETRIABLY_FAILED | NOT_RETRIABLY_FAILED)',
+  `error_code` smallint DEFAULT NULL COMMENT 'Code of the error that appeared during operation execution',
+  `result_message` varchar(255) DEFAULT NULL COMMENT 'Operation result message',
+  `started_at` timestamp NULL DEFAULT NULL COMMENT 'Datetime the operation started processing',
+  PRIMARY KEY (`id`),
+  UNIQUE KEY @k:MAGENTO_OPERATION_BULK_UUID_OPERATION_KEY (`bulk_uuid`, `operation_key`),
+  KEY @k:MAGENTO_OPERATION_BULK_UUID_ERROR_CODE (`bulk_uuid`, `error_code`),
+  KEY @k:MAGENTO_OPERATION_STATUS_STARTED_AT (`status`, `started_at`),
+  CONSTRAINT @k:MAGENTO_OPERATION_BULK_UUID_MAGENTO_BULK_UUID FOREIGN KEY (`bulk_uuid`)
+    REFERENCES @t:magento_bulk (`uuid`) ON DELETE CASCADE
+) COMMENT='Operation entity'""",
 )
 
 _COLUMNS_WATCHED = ("value_id", "store_id", "@L", "label", "position", "disabled")
@@ -660,7 +700,7 @@ def schema_statements(variant: str, prefix: str = "") -> list[str]:
         raise ValueError(f"unsupported table prefix {prefix!r}")
     link = "row_id" if variant == "ee" else "entity_id"
     product = _DDL_PRODUCT_EE if variant == "ee" else _DDL_PRODUCT_CE
-    ddls = (*_DDL_STORE, *_DDL_EAV, *product, *_DDL_VALUES)
+    ddls = (*_DDL_STORE, *_DDL_EAV, *product, *_DDL_VALUES, *_DDL_BULK)
     tables = [_render(f"{ddl} {_TABLE_OPTS}", prefix, link) for ddl in ddls]
     return tables + _trigger_sql(prefix, link)
 

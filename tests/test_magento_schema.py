@@ -346,3 +346,46 @@ def test_ee_with_prefix(magento_factory) -> None:
     store.add_gallery_entry(p.link_id, "/a/b/ab.jpg", label="x", position=1)
     store.execute("DELETE FROM {catalog_product_entity_media_gallery_value}")
     assert store.changelog() == [p.entity_id, p.entity_id]
+
+
+# -- bulk tracking (Magento_AsynchronousOperations) --------------------------------------------------------
+
+
+def test_bulk_tables_match_magento(magento: MagentoStore) -> None:
+    bulk = columns(magento, "magento_bulk")
+    assert {k: (v["type"], v["nullable"]) for k, v in bulk.items()} == {
+        "id": ("int(10) unsigned", "NO"), "uuid": ("varbinary(39)", "YES"),
+        "user_id": ("int(10) unsigned", "YES"), "user_type": ("int(11)", "YES"), "description": ("varchar(255)", "YES"),
+        "operation_count": ("int(10) unsigned", "NO"), "start_time": ("timestamp", "NO")}
+    assert "auto_increment" in bulk["id"]["extra"] and bulk["start_time"]["dflt"] == "current_timestamp()"
+    op = columns(magento, "magento_operation")
+    assert {k: (v["type"], v["nullable"]) for k, v in op.items()} == {
+        "id": ("int(10) unsigned", "NO"), "operation_key": ("int(10) unsigned", "YES"),
+        "bulk_uuid": ("varbinary(39)", "YES"), "topic_name": ("varchar(255)", "YES"),
+        "serialized_data": ("blob", "YES"), "result_serialized_data": ("blob", "YES"),
+        "status": ("smallint(6)", "YES"), "error_code": ("smallint(6)", "YES"),
+        "result_message": ("varchar(255)", "YES"), "started_at": ("timestamp", "YES")}
+    assert op["status"]["dflt"] == "0" and op["started_at"]["dflt"] in (None, "NULL")
+    p = magento.prefix.upper()
+    assert indexes(magento, "magento_bulk") == {
+        "PRIMARY": (True, ("id",)), p + "MAGENTO_BULK_UUID": (True, ("uuid",)),
+        p + "MAGENTO_BULK_USER_ID": (False, ("user_id",)), p + "MAGENTO_BULK_START_TIME": (False, ("start_time",))}
+    idx = indexes(magento, "magento_operation")
+    assert idx[p + "MAGENTO_OPERATION_BULK_UUID_OPERATION_KEY"] == (True, ("bulk_uuid", "operation_key"))
+    assert idx[p + "MAGENTO_OPERATION_BULK_UUID_ERROR_CODE"] == (False, ("bulk_uuid", "error_code"))
+    assert foreign_keys(magento, "magento_operation")["bulk_uuid"][1:] == (magento.t("magento_bulk"), "uuid",
+                                                                           "CASCADE")
+
+
+def test_bulk_uuid_is_unique_and_deleting_a_bulk_removes_its_operations(magento: MagentoStore) -> None:
+    magento.execute("INSERT INTO {magento_bulk} (uuid, operation_count) VALUES ('u-1', 2)")
+    with pytest.raises(pymysql.err.IntegrityError):
+        magento.execute("INSERT INTO {magento_bulk} (uuid, operation_count) VALUES ('u-1', 1)")
+    magento.execute("INSERT INTO {magento_operation} (bulk_uuid, operation_key, status) VALUES ('u-1', 1, 4), "
+                    "('u-1', 2, 4), ('u-1', NULL, 4), ('u-1', NULL, 4)")  # NULL keys never collide
+    with pytest.raises(pymysql.err.IntegrityError):
+        magento.execute("INSERT INTO {magento_operation} (bulk_uuid, operation_key) VALUES ('u-1', 1)")
+    with pytest.raises(pymysql.err.IntegrityError):  # the bulk must exist
+        magento.execute("INSERT INTO {magento_operation} (bulk_uuid, operation_key) VALUES ('nope', 1)")
+    magento.execute("DELETE FROM {magento_bulk} WHERE uuid = 'u-1'")
+    assert magento.table_counts()["magento_operation"] == 0

@@ -1,0 +1,200 @@
+"""Commands of asynchronous mode: `submit`, `worker`, `status`, `requeue` (registered on cli.app).
+
+Wiring and exit codes only; the work is in submit.py, worker.py, bulk_status.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from nacento_sync import bulk, magento
+from nacento_sync.bulk_status import UnknownBulk, requeue, status
+from nacento_sync.cli import EXIT_ACCESS, EXIT_FAILED, EXIT_OK, EXIT_USAGE, ModeOpt, _config, app, err, out
+from nacento_sync.queue import BrokerUnreachable
+from nacento_sync.storage import StorageAccessError
+from nacento_sync.submit import SubmitResult, submit
+from nacento_sync.worker import Worker, WorkerOptions
+
+#: `status`: the bulk is not finished yet / no such bulk.
+EXIT_NOT_FINISHED, EXIT_UNKNOWN = 4, 5
+#: `status --watch`: seconds between refreshes.
+WATCH_INTERVAL = 1.0
+_ACCESS_ERRORS = (magento.DatabaseAccessError, StorageAccessError, BrokerUnreachable)
+
+
+def _call(coro):
+    """Run a coroutine; access problems exit 3, schema problems 2."""
+    try:
+        return asyncio.run(coro)
+    except _ACCESS_ERRORS as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        raise typer.Exit(EXIT_ACCESS) from None
+    except magento.SchemaError as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+@app.command("submit")
+def submit_cmd(
+    ctx: typer.Context,
+    exports: Annotated[list[str], typer.Argument(
+        help="Export files, as for sync (.ndjson/.jsonl, .json bulk body, .gz; - reads stdin).", show_default=False)],
+    mode: ModeOpt = None,
+    request_id: Annotated[str | None, typer.Option(
+        "--request-id", help="Id named in the bulk's description and each operation. Default: the export's "
+        "request_id, else a timestamp.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the async response alone on stdout.")] = False,
+) -> None:
+    """Queue the SKUs of PIM exports for the workers; answers at once with the bulk's UUID.
+
+    Each valid SKU becomes one operation of a Magento bulk (Bulk Actions log of queue.admin_user_id).
+
+    Exit codes: 0 all accepted, 1 some rejected or not published, 2 bad usage or config, 3 unreachable.
+    """
+    cfg = _config(ctx, sync={"mode": mode.value if mode else None})
+    result: SubmitResult = _call(submit(cfg, exports, mode=cfg.sync.mode, request_id=request_id))
+    if result.bulk_uuid and cfg.queue.admin_user_id is None:
+        err.print(f"[yellow]warning:[/] queue.admin_user_id is not set: no admin will see bulk {result.bulk_uuid} "
+                  "in System › Action Logs › Bulk Actions", highlight=False)
+    if json_out:
+        sys.stdout.write(json.dumps(result.as_json()) + "\n")
+        sys.stdout.flush()
+    else:
+        rejected = [i for i in result.request_items if i.status != "accepted"]
+        out.print(f"bulk {result.bulk_uuid or '-'} (request {result.request_id}): {result.accepted} accepted, "
+                  f"{len(rejected)} rejected", highlight=False, soft_wrap=True)
+        if rejected:
+            table = Table(title=f"Rejected items ({len(rejected)})", title_justify="left")
+            table.add_column("id", justify="right")
+            table.add_column("error", overflow="fold")
+            for i in rejected[:50]:
+                table.add_row(str(i.id), i.error_message or "")
+            out.print(table)
+            if len(rejected) > 50:
+                out.print(f"… and {len(rejected) - 50} more (see --json)")
+        if result.bulk_uuid:
+            out.print(f"follow it with: nacento-sync status {result.bulk_uuid} --watch", highlight=False,
+                      soft_wrap=True)
+    raise typer.Exit(EXIT_FAILED if result.errors else EXIT_OK)
+
+
+@app.command("worker")
+def worker_cmd(
+    ctx: typer.Context,
+    concurrency: Annotated[int | None, typer.Option(
+        "--concurrency", min=1, max=65535, help="SKUs in flight (the prefetch window). Default: twice "
+        "sync.batch_size.", show_default=False)] = None,
+    max_messages: Annotated[int | None, typer.Option(
+        "--max-messages", min=1, help="Stop after taking this many messages.", show_default=False)] = None,
+    idle_exit: Annotated[float | None, typer.Option(
+        "--idle-exit", min=0, help="Stop when nothing is in flight, no retry is pending and no message "
+        "arrived for SECONDS.", metavar="SECONDS", show_default=False)] = None,
+) -> None:
+    """Consume the queue: sync each message's SKU with the engine and record it in its Magento operation.
+
+    Runs until SIGTERM/SIGINT (what is held is finished and acked), --max-messages or --idle-exit.
+
+    Exit codes: 0 stopped normally, 2 bad config, 3 database, bucket or broker unreachable at start.
+    """
+    cfg = _config(ctx, need_storage=True)
+    options = WorkerOptions(concurrency or 2 * cfg.sync.batch_size, max_messages, idle_exit)
+    try:
+        _call(Worker(cfg, options).run(handle_signals=True))
+    except (KeyboardInterrupt, asyncio.CancelledError):  # a second signal: stopped at once
+        raise typer.Exit(130) from None
+    raise typer.Exit(EXIT_OK)
+
+
+@app.command("status")
+def status_cmd(
+    ctx: typer.Context,
+    bulk_uuid: Annotated[str, typer.Argument(help="The bulk's UUID, as submit printed it.", show_default=False)],
+    json_out: Annotated[bool, typer.Option("--json", help="Print bulk_uuid, state, operation_count, counts "
+                                           "and failed as JSON.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh with a progress bar until the bulk is "
+                                        "finished.")] = False,
+) -> None:
+    """A bulk's operations per status, its state (Magento's rule) and its failed SKUs.
+
+    Exit codes: 0 finished successfully, 1 finished with failures, 4 not finished yet, 5 unknown bulk.
+    """
+    cfg = _config(ctx)
+    try:
+        summary = _call(status(cfg, bulk_uuid))
+        if watch and summary.state not in (bulk.FINISHED_SUCCESSFULLY, bulk.FINISHED_WITH_FAILURE):
+            summary = _watch(cfg, summary)
+    except UnknownBulk as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        raise typer.Exit(EXIT_UNKNOWN) from None
+    if json_out:
+        sys.stdout.write(json.dumps(summary.as_json()) + "\n")
+    else:
+        _render_status(summary)
+    raise typer.Exit({bulk.FINISHED_SUCCESSFULLY: EXIT_OK, bulk.FINISHED_WITH_FAILURE: EXIT_FAILED}.get(
+        summary.state, EXIT_NOT_FINISHED))
+
+
+def _watch(cfg, summary: bulk.BulkSummary) -> bulk.BulkSummary:
+    total = max(summary.operation_count, sum(summary.counts.values()))
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=False) as progress:
+        task = progress.add_task(f"bulk {summary.bulk_uuid}", total=total or None, completed=summary.done)
+        while summary.state not in (bulk.FINISHED_SUCCESSFULLY, bulk.FINISHED_WITH_FAILURE):
+            time.sleep(WATCH_INTERVAL)
+            summary = _call(status(cfg, summary.bulk_uuid))
+            progress.update(task, completed=summary.done, description=f"bulk {summary.bulk_uuid} "
+                            f"({summary.state.replace('_', ' ')})")
+    return summary
+
+
+def _render_status(s: bulk.BulkSummary) -> None:
+    table = Table(title=f"bulk {s.bulk_uuid}: {s.state.replace('_', ' ')}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("description", s.description or "-")
+    table.add_row("operations", str(s.operation_count))
+    for name, n in s.counts.items():
+        table.add_row(name.replace("_", " "), str(n))
+    out.print(table)
+    if s.failed:
+        failed = Table(title=f"Failed SKUs ({len(s.failed)})", title_justify="left")
+        for col in ("operation", "sku", "status", "error_code", "message"):
+            failed.add_column(col, overflow="fold")
+        for f in s.failed[:50]:
+            failed.add_row(str(f["operation_key"]), f["sku"] or "-", str(f["status"]), str(f["error_code"]),
+                           f["result_message"] or "")
+        out.print(failed)
+        if len(s.failed) > 50:
+            out.print(f"… and {len(s.failed) - 50} more (see --json)")
+
+
+@app.command("requeue")
+def requeue_cmd(
+    ctx: typer.Context,
+    bulk_uuid: Annotated[str, typer.Argument(help="The bulk whose parked operations to re-drive.",
+                                             show_default=False)],
+) -> None:
+    """Republish a bulk's parked (status 2) operations and take their copies out of the failed queue.
+
+    Exit codes: 0 done (also with nothing parked), 1 not all published, 2 bad config, 3 unreachable, 5 unknown bulk.
+    """
+    cfg = _config(ctx)
+    try:
+        res = _call(requeue(cfg, bulk_uuid))
+    except UnknownBulk as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        raise typer.Exit(EXIT_UNKNOWN) from None
+    out.print(f"requeued {res.requeued} operation(s) of bulk {bulk_uuid}; removed {res.removed_copies} parked "
+              f"cop{'y' if res.removed_copies == 1 else 'ies'} from the failed queue", highlight=False, soft_wrap=True)
+    if res.not_published:
+        err.print(f"[red]error:[/] {res.not_published} operation(s) could not be published and stay parked")
+        raise typer.Exit(EXIT_FAILED)
+    raise typer.Exit(EXIT_OK)

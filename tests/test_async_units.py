@@ -1,0 +1,101 @@
+"""Pure pieces of asynchronous mode: Magento's bulk state rule, result trimming, submission planning,
+engine sub-batches, names and message bodies, URL redaction. No servers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nacento_sync import bulk, queue
+from nacento_sync.config import Config, QueueConfig, redact_url
+from nacento_sync.feed import parse_record
+from nacento_sync.models import Item
+from nacento_sync.submit import data_hash, plan_submission
+from nacento_sync.worker import Held, _sub_batches
+
+
+@pytest.mark.parametrize("statuses,state", [
+    ([], "not_started"), ([0, 0], "not_started"), ([1, 1], "finished_successfully"), ([1, 4], "in_progress"),
+    ([2, 4], "in_progress"), ([1, 2], "finished_with_failure"), ([1, 3], "finished_with_failure"),
+    ([3, 1, 1], "finished_with_failure"), ([5], "finished_with_failure")])
+def test_bulk_state_is_magentos_max_rule(statuses, state):
+    assert bulk.bulk_state(statuses) == state
+
+
+def test_results_are_trimmed_to_the_blob_and_messages_to_255():
+    warnings = [f"missing_object: image {i}: " + "x" * 200 for i in range(1000)]
+    result = {"sku": "S", "product_id": 1, "image_stats": {"inserted": 2, "warnings": warnings}, "error": None}
+    text = bulk.fit_result(result)
+    assert len(text.encode()) <= bulk.BLOB_BYTES
+    data = json.loads(text)
+    assert data["truncated"] is True and data["image_stats"]["inserted"] == 2
+    assert 0 < len(data["image_stats"]["warnings"]) < 1000
+    assert data["image_stats"]["warnings"] == warnings[: len(data["image_stats"]["warnings"])]
+    # One more warning would not have fitted: the cut is as late as possible.
+    longer = {**result, "image_stats": {**result["image_stats"],
+                                        "warnings": warnings[: len(data["image_stats"]["warnings"]) + 1]},
+              "truncated": True}
+    assert len(json.dumps(longer, ensure_ascii=False, separators=(",", ":")).encode()) > bulk.BLOB_BYTES
+    small = {"sku": "S", "image_stats": {"warnings": ["a"]}}
+    assert json.loads(bulk.fit_result(small)) == small  # untouched when it fits
+    assert len(bulk.fit_message("é" * 300)) == 255 and bulk.fit_message("short") == "short"
+
+
+def _records(*objs):
+    raw = {}
+    out = []
+    for n, obj in enumerate(objs, 1):
+        rec = parse_record(obj, f"x:{n}", n)
+        if isinstance(rec, Item):
+            raw[n] = obj
+        out.append(rec)
+    return out, raw
+
+
+def test_submission_plan_numbers_items_dedups_last_wins_and_bounds_the_data():
+    big = {"sku": "BIG", "images": [{"file_path": f"a/b/{i}-{'y' * 100}.jpg", "label": "z" * 250}
+                                    for i in range(200)]}
+    records, raw = _records({"sku": "A", "images": []}, {"sku": "B"}, big, {"sku": "a ", "images": [
+        {"file_path": "m/y/x.jpg", "roles": ["base"]}]}, {"sku": "C", "images": []})
+    answers, valid = plan_submission(records, raw, "replace", "op-7")
+    assert [(a.id, a.status) for a in answers] == [(1, "rejected"), (2, "rejected"), (3, "rejected"),
+                                                   (4, "accepted"), (5, "accepted")]
+    assert answers[0].error_message == "x:1: superseded by item 4 (x:4) for the same SKU"
+    assert answers[1].error_message == "x:2: images: is required"
+    assert "operation data is" in answers[2].error_message and "65,535" in answers[2].error_message
+    assert answers[3].data_hash == data_hash("a ") and answers[3].error_message is None
+    assert [v.item.ordinal for v in valid] == [4, 5]
+    assert json.loads(valid[0].data) == {"sku": "a ", "images": [{"file_path": "m/y/x.jpg", "roles": ["base"]}],
+                                         "mode": "replace", "request_id": "op-7"}
+    assert data_hash(None) is None
+
+
+def _held(sku: str, mode: str, n: int) -> Held:
+    h = Held(message=None, generation=1, ordinal=n, mode=mode)  # type: ignore[arg-type]
+    h.item = Item(sku=sku, images=(), source=f"s{n}", ordinal=n)
+    return h
+
+
+def test_engine_sub_batches_have_one_mode_and_distinct_skus_in_order():
+    held = [_held("A", "merge", 1), _held("a ", "merge", 2), _held("B", "replace", 3), _held("A", "merge", 4),
+            _held("C", "merge", 5)]
+    batches = [[h.ordinal for h in b] for b in _sub_batches(held)]
+    assert batches == [[1, 5], [2], [4], [3]]
+
+
+def test_names_bodies_and_redaction():
+    topo = queue.Topology.from_config(QueueConfig(queue="q", retry_delays=[10, 60, 10]))
+    assert topo.retry_queues == ["q.retry.10", "q.retry.60"] and topo.failed_queue == "q.failed"
+    body = json.loads(queue.operation_body("u-1", "t", '{"sku":"A"}', 3))
+    assert body == {"bulk_uuid": "u-1", "topic_name": "t", "serialized_data": '{"sku":"A"}', "status": 4, "id": 3}
+    assert "id" not in json.loads(queue.operation_body("u-1", "t", "{}", None))
+    msg = queue.message(b"x")
+    assert msg.delivery_mode == 2 and len(msg.message_id) == 32
+    assert redact_url("amqp://magento:s3cr@t@rabbit:5672/shop") == "amqp://magento:***@rabbit:5672/shop"
+    assert redact_url("amqp://rabbit/") == "amqp://rabbit/"
+    cfg = Config.model_validate({"queue": {"url": "amqp://u:hunter2@h/"}})
+    assert "hunter2" not in repr(cfg) and "hunter2" not in str(cfg.model_dump())
+    assert Config().queue.admin_user_id is None
+    with pytest.raises(ValueError):
+        QueueConfig(retry_delays=[0])
