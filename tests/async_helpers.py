@@ -287,41 +287,6 @@ def bulk_products(store, n: int, prefix: str = "SKU") -> None:
                       + ", ".join(["(4, 'simple', %s)"] * len(rows)), rows)
 
 
-class DenyS3:
-    """An S3-speaking server on 127.0.0.1 for a storage outage: HEAD of a key containing `fail` answers
-    403 AccessDenied (a revoked credential: botocore does not retry it, so each attempt fails at once),
-    anything else 200 with a fixed ETag. `heads` records every HEAD path."""
-
-    ETAG = "0123456789abcdef0123456789abcdef"
-
-    def __init__(self) -> None:
-        import http.server
-
-        self.heads: list[str] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_HEAD(self):  # noqa: N802 (http.server's naming)
-                outer.heads.append(self.path)
-                denied = "fail" in self.path.split("?")[0]
-                self.send_response(403 if denied else 200)
-                if not denied:
-                    self.send_header("ETag", f'"{outer.ETAG}"')
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def slow_inserts(store, seconds: float) -> None:
     """Make every store-0 value-row insert take `seconds` (a trigger), so a batch is caught mid-way."""
     store.execute("CREATE TRIGGER nacento_test_slow BEFORE INSERT ON {catalog_product_entity_media_gallery_value} "

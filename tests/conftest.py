@@ -94,3 +94,21 @@ def queue_cfg(amqp_url: str) -> Iterator[dict[str, Any]]:
     from async_helpers import delete_queues
 
     delete_queues(cfg)
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str):
+    """A fresh bucket on the local S3 server (helpers.Bucket)."""
+    from helpers import make_bucket
+
+    return make_bucket(s3_endpoint)
+
+
+@pytest.fixture
+def store(magento_factory: Callable[..., MagentoStore]) -> MagentoStore:
+    """An Open Source store with nacento_media_gallery_meta installed (test_sync overrides it per variant)."""
+    from helpers import install_meta
+
+    s = magento_factory("ce")
+    install_meta(s)
+    return s

@@ -111,10 +111,13 @@ def rows_changed(store) -> dict[str, int]:
 
 class FlakyS3:
     """A tiny S3-speaking HTTP server on 127.0.0.1 that fails on purpose: HEAD of a key containing
-    `fail` answers 500 every time, `gone` answers 404, anything else 200 with an ETag. For the
-    storage-failure paths that a healthy server cannot show."""
+    `fail` answers `fail_status` every time (500: botocore retries it; 403: a revoked credential, not
+    retried), `gone` answers 404, anything else 200 with the ETag `ETAG`. For the storage-failure
+    paths a healthy server cannot show; `heads` records every HEAD path."""
 
-    def __init__(self) -> None:
+    ETAG = "0123456789abcdef0123456789abcdef"
+
+    def __init__(self, fail_status: int = 500) -> None:
         import http.server
         import threading
 
@@ -127,10 +130,10 @@ class FlakyS3:
                 parts = self.path.split("?")[0].strip("/").split("/", 1)
                 status = 200
                 if len(parts) == 2:
-                    status = 500 if "fail" in parts[1] else 404 if "gone" in parts[1] else 200
+                    status = fail_status if "fail" in parts[1] else 404 if "gone" in parts[1] else 200
                 self.send_response(status)
                 if status == 200:
-                    self.send_header("ETag", '"0123456789abcdef0123456789abcdef"')
+                    self.send_header("ETag", f'"{outer.ETAG}"')
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

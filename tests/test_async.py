@@ -10,7 +10,6 @@ import time
 
 import pytest
 from async_helpers import (
-    DenyS3,
     ThreadWorker,
     async_config,
     bulk_products,
@@ -30,23 +29,11 @@ from async_helpers import (
     worker_process,
     write_config,
 )
-from helpers import Bucket, config_dict, install_meta, make_bucket, run, write_ndjson
+from helpers import Bucket, FlakyS3, config_dict, install_meta, run, write_ndjson
 
 from nacento_sync.bulk import ErrorCode, Status
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-
-
-@pytest.fixture
-def bucket(s3_endpoint):
-    return make_bucket(s3_endpoint)
-
-
-@pytest.fixture
-def store(magento_factory):
-    s = magento_factory("ce")
-    install_meta(s)
-    return s
 
 
 @pytest.fixture
@@ -147,7 +134,7 @@ def test_storage_outage_retries_then_parks_and_requeue_completes(store, bucket, 
         {"sku": "OUT-A", "images": [{"file_path": "o/k/ok-1.jpg"}, {"file_path": "f/a/fail-1.jpg"}]},
         {"sku": "OUT-B", "images": [{"file_path": "o/k/ok-1.jpg"}]}])
     res = run_submit(cfg, export)
-    outage = DenyS3()
+    outage = FlakyS3(fail_status=403)  # a revoked credential: each attempt fails at once
     try:
         broken = async_config(store, Bucket(outage.endpoint, bucket.name), db_params, queue_cfg)
         started = time.monotonic()

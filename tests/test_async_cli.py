@@ -11,12 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from async_helpers import async_config, cli, cli_env, depth, operations, write_config
-from helpers import install_meta, make_bucket, write_ndjson
-
-
-@pytest.fixture
-def bucket(s3_endpoint):
-    return make_bucket(s3_endpoint)
+from helpers import install_meta, write_ndjson
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import re
 import signal
 import time
 
-import pytest
 from async_helpers import (
     PrivateBroker,
     ThreadWorker,
@@ -28,21 +27,9 @@ from async_helpers import (
     write_config,
     writing_transactions,
 )
-from helpers import install_meta, make_bucket, write_ndjson
+from helpers import install_meta, write_ndjson
 
 from nacento_sync.bulk import Status
-
-
-@pytest.fixture
-def bucket(s3_endpoint):
-    return make_bucket(s3_endpoint)
-
-
-@pytest.fixture
-def store(magento_factory):
-    s = magento_factory("ce")
-    install_meta(s)
-    return s
 
 
 def _export(store, bucket, tmp_path, prefix: str, n: int, images: int, *, upload: bool = True):

@@ -12,19 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import config_dict, install_meta, make_bucket, write_ndjson
-
-
-@pytest.fixture
-def store(magento_factory):
-    s = magento_factory("ce")
-    install_meta(s)
-    return s
-
-
-@pytest.fixture
-def bucket(s3_endpoint):
-    return make_bucket(s3_endpoint)
+from helpers import config_dict, write_ndjson
 
 
 @pytest.fixture

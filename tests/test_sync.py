@@ -26,11 +26,6 @@ def store(magento):
 
 
 @pytest.fixture
-def bucket(s3_endpoint):
-    return make_bucket(s3_endpoint)
-
-
-@pytest.fixture
 def cfg(store, bucket, db_params):
     return config_dict(store, bucket, db_params)
 
