@@ -486,9 +486,8 @@ class Worker:
         engine = Engine(self.db, self.schema, self.storage, options, report=None, before_commit=before_commit,
                         etags=finder)
         outcomes = await engine.sync_batch([h.item for h in group])
-        fatal = getattr(engine.counters, "fatal", None)
-        if fatal:  # the database went away: nothing of this batch was committed; reconnect and redo it
-            raise ConnectionError(fatal)
+        if engine.counters.fatal:  # the database went away: nothing of this batch was committed; redo it
+            raise ConnectionError(engine.counters.fatal)
         leftovers, retriable, final = [], [], []
         for out in outcomes:
             h = by_ordinal[out.item.ordinal]
