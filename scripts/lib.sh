@@ -120,7 +120,7 @@ _pid_is() {
     state="${stat##*) }"
     state="${state%% *}"
     [[ "$state" != Z ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$needle"
+    tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -q -- "$needle"
 }
 
 # Prints the pid recorded in pidfile $1 if it is alive and matches $2; fails otherwise.
