@@ -189,26 +189,19 @@ def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, all
     spill = report_file.with_name(report_file.name + ".partial") if report_file else None
     builder = ReportBuilder(None, cfg.sync.mode, dry_run, spill=spill)
     started = time.monotonic()
-    try:
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                      TextColumn("{task.fields[skus]} SKUs"), TimeElapsedColumn(), TimeRemainingColumn(),
-                      console=err, transient=True, disable=not err.is_terminal) as progress:
-            task = progress.add_task("syncing", total=total, skus=0)  # bytes of the export, when known
-            skus = 0
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                  TextColumn("{task.fields[skus]} SKUs"), TimeElapsedColumn(), TimeRemainingColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as progress:
+        task = progress.add_task("syncing", total=total, skus=0)  # bytes of the export, when known
+        skus = 0
 
-            def advance(n: int) -> None:
-                nonlocal skus
-                skus += n
-                progress.update(task, completed=done(), skus=skus)
+        def advance(n: int) -> None:
+            nonlocal skus
+            skus += n
+            progress.update(task, completed=done(), skus=skus)
 
-            interrupted, counters = asyncio.run(run_sync(cfg, records, options, builder, handle_signals=True,
-                                                         on_progress=advance))
-    except (magento.DatabaseAccessError, StorageAccessError) as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
-        return EXIT_ACCESS
-    except magento.SchemaError as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
-        return EXIT_USAGE
+        interrupted, counters = _call(run_sync(cfg, records, options, builder, handle_signals=True,
+                                               on_progress=advance))
     builder.summary.request_id = request_id() or datetime.now(UTC).strftime("sync-%Y%m%dT%H%M%SZ")
     builder.summary.run = {"seconds": round(time.monotonic() - started, 3), "batches": counters.batches,
                            "s3_requests": counters.s3_requests, "sql_write_statements": counters.statements}
@@ -311,11 +304,22 @@ def _schema_call(cfg: Config, fn):
         finally:
             conn.close()
 
+    return _call(go())
+
+
+ACCESS_ERRORS: tuple[type[Exception], ...] = (magento.DatabaseAccessError, StorageAccessError)
+
+
+def _call(coro, access_errors: tuple[type[Exception], ...] = ACCESS_ERRORS):
+    """Run a coroutine; access problems exit 3, schema problems 2, each with its one-line message."""
     try:
-        return asyncio.run(go())
-    except magento.DatabaseAccessError as e:
+        return asyncio.run(coro)
+    except access_errors as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
         raise typer.Exit(EXIT_ACCESS) from None
+    except magento.SchemaError as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def main() -> None:

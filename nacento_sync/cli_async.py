@@ -15,11 +15,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from nacento_sync import bulk, magento
+from nacento_sync import bulk
 from nacento_sync.bulk_status import UnknownBulk, requeue, status
-from nacento_sync.cli import EXIT_ACCESS, EXIT_FAILED, EXIT_OK, EXIT_USAGE, ModeOpt, _config, app, err, out
+from nacento_sync.cli import ACCESS_ERRORS, EXIT_FAILED, EXIT_OK, ModeOpt, _config, app, err, out
+from nacento_sync.cli import _call as cli_call
 from nacento_sync.queue import BrokerUnreachable
-from nacento_sync.storage import StorageAccessError
 from nacento_sync.submit import SubmitResult, submit
 from nacento_sync.worker import Worker, WorkerOptions
 
@@ -27,19 +27,11 @@ from nacento_sync.worker import Worker, WorkerOptions
 EXIT_NOT_FINISHED, EXIT_UNKNOWN = 4, 5
 #: `status --watch`: seconds between refreshes.
 WATCH_INTERVAL = 1.0
-_ACCESS_ERRORS = (magento.DatabaseAccessError, StorageAccessError, BrokerUnreachable)
 
 
 def _call(coro):
-    """Run a coroutine; access problems exit 3, schema problems 2."""
-    try:
-        return asyncio.run(coro)
-    except _ACCESS_ERRORS as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
-        raise typer.Exit(EXIT_ACCESS) from None
-    except magento.SchemaError as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
-        raise typer.Exit(EXIT_USAGE) from None
+    """Run a coroutine; an unreachable database, bucket or broker exits 3, schema problems 2."""
+    return cli_call(coro, ACCESS_ERRORS + (BrokerUnreachable,))
 
 
 @app.command("submit")

@@ -131,7 +131,7 @@ class Engine:
     etags: EtagFinder | None = None
     counters: Counters = field(default_factory=Counters)
     stop_requested: bool = False
-    _seen: SeenSet = field(default_factory=lambda: SeenSet())  # sku keys of earlier batches
+    _seen: SeenSet = field(default_factory=SeenSet)  # sku keys of earlier batches
 
     def __post_init__(self) -> None:
         self.lookup_conn = self.lookup_conn or self.conn

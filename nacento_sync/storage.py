@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import aioboto3
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from nacento_sync.config import StorageConfig
 from nacento_sync.paths import object_key
@@ -111,7 +111,7 @@ class Storage:
                     if _status(e) == 404 or _code(e) in ("404", "NoSuchKey", "NotFound"):
                         return None
                     return StorageFailure(key, f"HTTP {_status(e)} {_code(e)}".strip())
-                except (TimeoutError, BotoCoreError, EndpointConnectionError, OSError) as e:
+                except (TimeoutError, BotoCoreError, OSError) as e:  # EndpointConnectionError is a BotoCoreError
                     return StorageFailure(key, type(e).__name__)
             return str(head.get("ETag", "")).strip('"')
 
