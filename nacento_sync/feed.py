@@ -10,6 +10,7 @@ import gzip
 import io
 import json
 import os
+import re
 import sys
 import zlib
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from typing import Annotated, Any, BinaryIO, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StrictStr, ValidationError
 from pydantic_core import PydanticCustomError
 
-from nacento_sync.models import MANAGED_ROLES, DesiredImage, Item, Rejection
+from nacento_sync.models import MANAGED_ROLES, DesiredImage, Item, Rejection, printable, text_problem
 from nacento_sync.paths import canonical_path, normalize_role
 
 #: Largest record accepted (raw NDJSON line without its terminator, or compact JSON of a bulk item).
@@ -30,12 +31,29 @@ MAX_LABEL_CHARS = 255
 #: `position INT UNSIGNED`.
 MAX_POSITION = 2**32 - 1
 #: Warning codes this module puts in `Item.warnings` (`"<code>: <message>"`).
-WARNING_CODES: tuple[str, ...] = ("unknown_role", "duplicate_role", "duplicate_image")
+WARNING_CODES: tuple[str, ...] = ("unknown_role", "duplicate_role", "duplicate_image", "label_whitespace")
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
 _READ_ERRORS = (OSError, EOFError, zlib.error)
+_LABEL_WHITESPACE = re.compile("[\t\n\r]")
 Format = Literal["ndjson", "json", "sniff"]
+
+
+class TextError(ValueError):
+    """A text field holds a character that may not be stored; the message names the field."""
+
+
+def check_text(field: str, value: str, *, label: bool = False) -> str:
+    """`value`, checked before anything stores or prints it; `field` names it in the error (`images[0].label`).
+
+    Rejected (TextError): lone surrogates (not Unicode, they cannot even be encoded), C0 controls, DEL and
+    C1 controls. A label may contain TAB, LF and CR: each becomes a space (the caller warns), nothing else
+    changes. For every text field of a record: SKU, path, label, role (and store codes when they come).
+    """
+    if problem := text_problem(value, label=label):
+        raise TextError(f"{field}: {problem}")
+    return _LABEL_WHITESPACE.sub(" ", value) if label else value
 
 
 # --- validation models ---------------------------------------------------------------------------
@@ -129,8 +147,20 @@ def _images(entries: list[_Image]) -> tuple[tuple[DesiredImage, ...], tuple[str,
     """Map validated entries to DesiredImages; duplicates resolve to the later entry, with warnings."""
     warnings: list[str] = []
     paths: list[str] = []
+    labels: list[str | None] = []
     roles: list[list[str]] = []
     for n, entry in enumerate(entries, 1):
+        # Every text of the image is checked before any of it goes into a warning or a path.
+        check_text(f"images[{n - 1}].file_path", entry.file_path)
+        for i, name in enumerate(entry.roles or ()):
+            check_text(f"images[{n - 1}].roles[{i}]", name)
+        label = entry.label
+        if label is not None:
+            label = check_text(f"images[{n - 1}].label", label, label=True)
+            if label != entry.label:
+                warnings.append(f"label_whitespace: image {n} ({entry.file_path}): tab, line feed or carriage "
+                                "return in the label replaced by a space")
+        labels.append(label)
         try:
             paths.append(canonical_path(entry.file_path))
         except ValueError as exc:
@@ -169,7 +199,7 @@ def _images(entries: list[_Image]) -> tuple[tuple[DesiredImage, ...], tuple[str,
     for n in kept:
         entry = entries[n - 1]
         given = "label" in entry.model_fields_set
-        label = entry.label if entry.label is not None and entry.label.strip() else None
+        label = labels[n - 1] if labels[n - 1] is not None and labels[n - 1].strip() else None
         images.append(
             DesiredImage(
                 path=paths[n - 1],
@@ -184,17 +214,20 @@ def _images(entries: list[_Image]) -> tuple[tuple[DesiredImage, ...], tuple[str,
 
 
 def _readable_sku(obj: Any) -> str | None:
+    """The record's SKU for a Rejection, when it is one that can be shown and hashed."""
     sku = obj.get("sku") if isinstance(obj, dict) else None
-    return sku if isinstance(sku, str) and sku.strip() else None
+    return sku if isinstance(sku, str) and sku.strip() and text_problem(sku) is None else None
 
 
 def parse_record(obj: Any, source: str, ordinal: int) -> Item | Rejection:
     """Validate one decoded record (`{"sku": ..., "images": [...]}`) into an Item or a Rejection."""
+    source = printable(source)  # e.g. a file name from argv (`sku --images FILE`)
     sku = _readable_sku(obj)
     if not isinstance(obj, dict):
         return Rejection(source=source, error=f"not a JSON object ({type(obj).__name__})", ordinal=ordinal)
     try:
         record = _Record.model_validate(obj)
+        check_text("sku", record.sku)
         images, warnings = _images(record.images)
     except ValidationError as exc:
         return Rejection(source=source, error=_describe(exc), ordinal=ordinal, sku=sku)
@@ -350,22 +383,23 @@ class Feed:
             try:
                 yield from self._file(path)
             except _READ_ERRORS as exc:
-                yield self._reject_file(path, f"read error: {exc}")
+                yield self._reject_file(printable(path), f"read error: {printable(str(exc))}")
 
     def _file(self, path: str) -> Iterator[Item | Rejection]:
+        name = printable(path)  # argv may hold control characters or undecodable bytes
         if path == "-":
             stdin = self._stdin if self._stdin is not None else sys.stdin.buffer
-            yield from self._stream(path, stdin, "sniff")
+            yield from self._stream(name, stdin, "sniff")
             return
         try:
             raw = open(path, "rb")  # noqa: SIM115 - a failed open is a rejection, not an exception
         except OSError as exc:
-            yield self._reject_file(path, f"cannot open file: {exc.strerror or exc}")
+            yield self._reject_file(name, f"cannot open file: {printable(str(exc.strerror or exc))}")
             return
         with raw:
             self._current = raw
             try:
-                yield from self._stream(path, raw, _format_of(path))
+                yield from self._stream(name, raw, _format_of(path))
             finally:
                 self._current = None
                 self._bytes_done += os.fstat(raw.fileno()).st_size
@@ -416,7 +450,9 @@ class Feed:
         for i, obj in enumerate(items):
             source = f"{path}#items[{i}]"
             try:
-                size = len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode())
+                # surrogatepass: a lone surrogate (rejected by parse_record, with its field) must not crash this
+                compact = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+                size = len(compact.encode("utf-8", "surrogatepass"))
                 error = f"record larger than 1 MB ({MAX_RECORD_BYTES} bytes)" if size > MAX_RECORD_BYTES else ""
             except RecursionError as exc:
                 error = _json_error(exc)
@@ -437,7 +473,9 @@ class Feed:
             if not isinstance(request, dict):
                 return None
             rid = request.get("request_id")
-            if self.request_id is None and isinstance(rid, str | int) and not isinstance(rid, bool):
+            # Ignored like a non-string one when it could not be printed or stored as it is.
+            if (self.request_id is None and isinstance(rid, str | int) and not isinstance(rid, bool)
+                    and text_problem(str(rid)) is None):
                 self.request_id = str(rid)
             doc = request
         items = doc.get("items")

@@ -6,6 +6,7 @@ These are plain frozen dataclasses so the planning core can use them without pyd
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 #: Magento's role attribute codes we manage, in a stable order.
@@ -55,6 +56,37 @@ class Rejection:
     error: str
     ordinal: int = 0
     sku: str | None = None
+
+
+#: C0 controls, DEL, C1 controls and lone surrogates (U+D800–U+DFFF: not Unicode scalar values; they come
+#: from a JSON `\ud800` escape or from argv bytes that were not UTF-8, and cannot be encoded for the
+#: database, the report or the terminal).
+_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+#: The same, except TAB, LF and CR, which a label may contain (they become spaces).
+_FORBIDDEN_IN_LABEL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def text_problem(value: str, *, label: bool = False) -> str | None:
+    """Why `value` may not be stored (its first forbidden character, as `U+XXXX`), or None.
+
+    The message never contains the character itself, so printing it cannot carry a raw control code.
+    With `label`, TAB, LF and CR are allowed (the feed turns them into spaces).
+    """
+    found = (_FORBIDDEN_IN_LABEL if label else _FORBIDDEN).search(value)
+    if found is None:
+        return None
+    code = ord(found.group())
+    if 0xD800 <= code <= 0xDFFF:
+        return f"U+{code:04X} is not valid Unicode (a lone surrogate)"
+    return f"control character U+{code:04X} is not allowed"
+
+
+def printable(text: str) -> str:
+    """`text` with each control character or lone surrogate written as a Python escape (`\\x07`, `\\udcff`).
+
+    For values that are shown but not validated, such as file names from the command line.
+    """
+    return _FORBIDDEN.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def sku_key(sku: str) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
+from nacento_sync.models import text_problem
+
 #: Longest path the `value VARCHAR(255)` column holds.
 MAX_PATH_CHARS = 255
 #: Prefixes a PIM may put before the path, longest first (each also without the leading slash).
@@ -28,10 +30,6 @@ _ROLE_ALIASES: dict[str, str] = {
 def _shown(raw: str) -> str:
     """Quote a path for an error message, truncated so a junk value cannot flood a report."""
     return repr(raw if len(raw) <= 80 else raw[:77] + "...")
-
-
-def _has_control(text: str) -> bool:
-    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
 
 
 def _from_url(url: str) -> str:
@@ -65,8 +63,8 @@ def canonical_path(raw: str) -> str:
     text = raw.strip()
     if not text:
         raise ValueError("empty path")
-    if _has_control(text):
-        raise ValueError(f"path {_shown(text)} contains a control character")
+    if problem := text_problem(text):
+        raise ValueError(f"path {_shown(text)}: {problem}")
     if text[:8].lower().startswith(("http://", "https://")):
         rel = _from_url(text)
     else:
@@ -74,8 +72,9 @@ def canonical_path(raw: str) -> str:
         rel = rel[_prefix_len(rel) :]
     if not rel:
         raise ValueError(f"path {_shown(text)} is empty after removing the catalog/product prefix")
-    if _has_control(rel):
-        raise ValueError(f"path {_shown(text)} contains a control character")
+    if problem := text_problem(rel):
+        # A percent-encoded URL can decode to one (`%09`, `%C2%85`).
+        raise ValueError(f"path {_shown(text)}: {problem}")
     if rel != rel.rstrip():
         # Only reachable through a percent-encoded URL; a stripped result would not be idempotent.
         raise ValueError(f"path {_shown(text)} ends with whitespace")

@@ -23,6 +23,7 @@ WARNING_CODES = {
     "unknown_role": "a role that is not a Magento image role was ignored",
     "duplicate_role": "two images claimed one role; the later one keeps it",
     "duplicate_image": "one image listed twice in an item; the later entry wins",
+    "label_whitespace": "a TAB, LF or CR in an image's label was replaced by a space",
     "duplicate_sku": "a SKU appeared more than once; the later item wins (same batch) or applies after",
     "missing_object": "the image's object is not in the bucket; it was not inserted and its roles not written",
     "legacy_path": "an entry stored without the leading slash was respelled to Magento's form",

@@ -16,8 +16,15 @@ from typing import Any
 
 import pytest
 
-from nacento_sync.feed import MAX_RECORD_BYTES, WARNING_CODES, Feed
-from nacento_sync.models import DesiredImage, Item, Rejection
+from nacento_sync.feed import (
+    MAX_RECORD_BYTES,
+    WARNING_CODES,
+    Feed,
+    TextError,
+    check_text,
+    parse_record,
+)
+from nacento_sync.models import DesiredImage, Item, Rejection, printable, text_problem
 
 IMAGE = {
     "file_path": "m/y/a.jpg",
@@ -605,11 +612,11 @@ def test_warning_codes_cover_what_is_emitted() -> None:
     images = [
         {"file_path": "a.jpg", "roles": ["hero", "base"]},
         {"file_path": "b.jpg"},
-        {"file_path": "/b.jpg", "roles": ["base"]},
+        {"file_path": "/b.jpg", "roles": ["base"], "label": "two\tcolumns"},
     ]
     result = item(rec(images=images))
     codes = {w.split(": ", 1)[0] for w in result.warnings}
-    assert codes == set(WARNING_CODES) == {"unknown_role", "duplicate_role", "duplicate_image"}
+    assert codes == set(WARNING_CODES) == {"unknown_role", "duplicate_role", "duplicate_image", "label_whitespace"}
     assert all(re.fullmatch(r"[a-z_]+: .+", w) for w in result.warnings)
 
 
@@ -724,3 +731,196 @@ def test_feed_reports_progress_in_bytes(tmp_path):
     assert seen[0] > 0 and seen == sorted(seen)
     assert feed.bytes_read() == feed.total_bytes()
     assert Feed(["-"]).total_bytes() is None
+
+
+# --- text fields: invalid Unicode and control characters (issue 7, items 4 and 5) ----------------
+
+#: Lone surrogates (a JSON `\ud800` escape; `\udcXX` is what Python makes of argv bytes that are not UTF-8).
+SURROGATES = ["\ud800", "\udbff", "\udc00", "\udcff", "\udfff"]
+#: Forbidden everywhere: C0 other than TAB/LF/CR, DEL, C1.
+CONTROLS = ["\x00", "\x01", "\x07", "\x08", "\x0b", "\x0c", "\x1b", "\x1f", "\x7f", "\x80", "\x85", "\x9f"]
+#: Forbidden everywhere except in labels, where they become spaces.
+LINE_CONTROLS = ["\t", "\n", "\r"]
+
+
+def _with_bad(field: str, bad: str) -> tuple[dict[str, Any], str]:
+    """A record with `bad` inside the text `field` (its report name), else valid; and that name."""
+    image: dict[str, Any] = {"file_path": "m/y/a.jpg", "label": "Front", "roles": ["base", "thumbnail"]}
+    images: list[dict[str, Any]] = [{"file_path": "m/y/first.jpg"}, image]
+    sku = "SKU-1"
+    if field == "sku":
+        sku = f"SKU{bad}1"
+    elif field == "images[1].file_path":
+        image["file_path"] = f"m/y/a{bad}.jpg"
+    elif field == "images[1].label":
+        image["label"] = f"Fr{bad}ont"
+    elif field == "images[1].roles[1]":
+        image["roles"] = ["base", f"thumb{bad}nail"]
+    return rec(sku, images=images), field
+
+
+def _expected_error(field: str, bad: str) -> str:
+    code = f"U+{ord(bad):04X}"
+    if 0xD800 <= ord(bad) <= 0xDFFF:
+        return f"{field}: {code} is not valid Unicode (a lone surrogate)"
+    return f"{field}: control character {code} is not allowed"
+
+
+TEXT_FIELDS = ["sku", "images[1].file_path", "images[1].label", "images[1].roles[1]"]
+
+
+def _printable_and_encodable(text: str) -> bool:
+    text.encode("utf-8")  # raises on a lone surrogate: the report could not be written
+    return not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in text)
+
+
+@pytest.mark.parametrize("field", TEXT_FIELDS)
+@pytest.mark.parametrize("bad", SURROGATES + CONTROLS)
+def test_invalid_text_rejects_the_record(field: str, bad: str) -> None:
+    record, name = _with_bad(field, bad)
+    result = rejection(record)  # through a JSON body on stdin: `json.dumps` writes surrogates as \udXXX
+    assert result.error == _expected_error(name, bad)
+    assert result.sku == (None if field == "sku" else "SKU-1")
+    assert _printable_and_encodable(result.error)
+
+
+@pytest.mark.parametrize("field", ["sku", "images[1].file_path", "images[1].roles[1]"])
+@pytest.mark.parametrize("bad", LINE_CONTROLS)
+def test_tab_and_line_breaks_are_rejected_outside_labels(field: str, bad: str) -> None:
+    record, name = _with_bad(field, bad)
+    assert rejection(record).error == _expected_error(name, bad)
+
+
+@pytest.mark.parametrize("bad", ["\x00", "\x07", "\x85", "\ud800", "\udcff"])
+def test_invalid_text_in_ndjson_line_and_bulk_body(tmp_path: Path, bad: str) -> None:
+    """The same rejection in every format, with the record's source; the records around it are kept."""
+    record, _ = _with_bad("images[1].label", bad)
+    lines = write(tmp_path, "feed.ndjson", ndjson(rec("A"), record, rec("B")))
+    body = write(tmp_path, "bulk.json", json.dumps({"items": [rec("C"), record]}))
+    results = run([lines, body])
+    assert kinds(results) == [
+        ("Item", f"{lines}:1", 1),
+        ("Rejection", f"{lines}:2", 2),
+        ("Item", f"{lines}:3", 3),
+        ("Item", f"{body}#items[0]", 4),
+        ("Rejection", f"{body}#items[1]", 5),
+    ]
+    assert results[1].error == results[4].error == _expected_error("images[1].label", bad)
+
+
+@pytest.mark.parametrize("bad", ["\ud800", "\x00", "\x1b"])
+def test_bad_role_rejects_before_any_unknown_role_warning(bad: str) -> None:
+    """An unknown role would be echoed in a warning: the record is rejected before that."""
+    images = [{"file_path": "a.jpg", "roles": ["hero", f"x{bad}"]}, {"file_path": "b.jpg", "roles": [bad]}]
+    result = rejection(rec("A", images=images))
+    assert result.error == _expected_error("images[0].roles[1]", bad)
+
+
+@pytest.mark.parametrize(
+    ("raw", "sku", "path"),
+    [
+        (b"SKU-\xff", "SKU-1", "m/y/a.jpg"),
+        (b"SKU-1", "SKU-1", b"m/y/\xe9.jpg"),
+        (b"\xc3(", "SKU-1", "m/y/a.jpg"),
+    ],
+)
+def test_undecodable_command_line_arguments_are_rejected(raw: bytes, sku: str, path: str | bytes) -> None:
+    """`nacento-sync sku SKU --image PATH` hands argv (surrogate-escaped by Python) to parse_record."""
+    argv_sku = os.fsdecode(raw)
+    argv_path = os.fsdecode(path) if isinstance(path, bytes) else path
+    result = parse_record({"sku": argv_sku, "images": [{"file_path": argv_path}]}, "--image", 1)
+    assert isinstance(result, Rejection)
+    field = "sku" if argv_sku != "SKU-1" else "images[0].file_path"
+    assert result.error.startswith(f"{field}: U+DC")
+    assert result.sku is None if field == "sku" else result.sku == "SKU-1"
+    assert _printable_and_encodable(result.error)
+
+
+@pytest.mark.parametrize(
+    "good",
+    ["é", "日本語", "😀", "\u00a0", "\u2028", "\ufeff", "\U0010fffd", "\u00ff", "\u0100"],
+)
+def test_other_unicode_is_valid(good: str) -> None:
+    images = [{"file_path": f"m/y/{good}.jpg", "label": f"L{good}", "roles": ["base"]}]
+    result = item(rec(f"S{good}", images=images))
+    assert result.sku == f"S{good}"
+    assert result.images[0].label == f"L{good}"
+    assert result.images[0].path == f"/m/y/{good}.jpg"
+    assert result.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("label", "stored"),
+    [
+        ("Front\tView", "Front View"),
+        ("Front\nView", "Front View"),
+        ("Front\rView", "Front View"),
+        ("Front\r\nView", "Front  View"),
+        (" a\t\tb ", " a  b "),
+        ("\tFront", " Front"),
+        ("Front\n", "Front "),
+        ("\t\n", None),  # only whitespace: cleared, as "" and "  " are
+    ],
+)
+def test_label_tab_and_line_breaks_become_spaces_with_a_warning(label: str, stored: str | None) -> None:
+    images = [{"file_path": "m/y/a.jpg"}, {"file_path": "m/y/b.jpg", "label": label}]
+    result = item(rec("A", images=images))
+    assert result.images[1].label == stored
+    assert result.images[1].label_given is True
+    assert result.warnings == (
+        "label_whitespace: image 2 (m/y/b.jpg): tab, line feed or carriage return in the label replaced by a space",
+    )
+
+
+def test_label_whitespace_warning_once_per_image() -> None:
+    images = [
+        {"file_path": "a.jpg", "label": "a\tb\nc\rd"},
+        {"file_path": "b.jpg", "label": "plain"},
+        {"file_path": "c.jpg", "label": "x\n"},
+    ]
+    result = item(rec("A", images=images))
+    assert [i.label for i in result.images] == ["a b c d", "plain", "x "]
+    assert [w.split(": ", 2)[1] for w in result.warnings] == ["image 1 (a.jpg)", "image 3 (c.jpg)"]
+    assert all(w.startswith("label_whitespace: ") for w in result.warnings)
+
+
+@pytest.mark.parametrize("bad", ["\ud800", "\x07", "\x0b", "\x85"])
+def test_check_text_is_reusable_for_any_field(bad: str) -> None:
+    """One function for every text field (store codes will use it too)."""
+    assert check_text("stores.de.label", "Vorne\tlinks", label=True) == "Vorne links"
+    assert check_text("store_roles.de[0]", "base") == "base"
+    with pytest.raises(TextError) as info:
+        check_text("stores.de", f"d{bad}e")
+    assert str(info.value) == _expected_error("stores.de", bad)
+    with pytest.raises(TextError):
+        check_text("stores.de.label", f"d{bad}e", label=True)
+
+
+@pytest.mark.parametrize("bad", SURROGATES + CONTROLS + LINE_CONTROLS)
+def test_text_problem_and_printable(bad: str) -> None:
+    assert text_problem(f"a{bad}b") is not None
+    shown = printable(f"a{bad}b")
+    assert shown.startswith("a\\") and shown.endswith("b")
+    assert _printable_and_encodable(shown)
+    assert printable(shown) == shown
+
+
+@pytest.mark.parametrize("name", [b"feed\x07.ndjson", b"feed\xff.ndjson", b"feed\n\x9b.ndjson"])
+def test_file_names_are_shown_printable(tmp_path: Path, name: bytes) -> None:
+    """A source names its file; argv may hold control characters or bytes that are not UTF-8."""
+    path = os.path.join(os.fsdecode(tmp_path), os.fsdecode(name))
+    Path(path).write_text(ndjson(rec("A"), "{bad"))
+    missing = path + ".missing"
+    results = run([path, missing])
+    assert [type(r).__name__ for r in results] == ["Item", "Rejection", "Rejection"]
+    assert all(_printable_and_encodable(r.source + getattr(r, "error", "")) for r in results)
+    assert results[0].source == printable(path) + ":1"
+    assert results[2].source == printable(missing)
+
+
+@pytest.mark.parametrize("request_id", ["op\ud800", "op\x07", "op\n1", "\x9b31m"])
+def test_request_id_that_cannot_be_printed_is_ignored(tmp_path: Path, request_id: str) -> None:
+    path = write(tmp_path, "bulk.json", json.dumps({"request": {"request_id": request_id, "items": [rec("A")]}}))
+    feed = Feed([path])
+    assert [r.sku for r in feed] == ["A"]
+    assert feed.request_id is None

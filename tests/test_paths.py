@@ -81,6 +81,17 @@ def test_other_paths_are_kept_relative_to_catalog_product() -> None:
         ("m/y/a\x1f.jpg", "control character"),
         ("m/y/a\x7f.jpg", "control character"),
         ("m/y/a\n.jpg", "control character"),
+        ("m/y/a\x85.jpg", "control character U+0085"),
+        ("m/y/a\x9f.jpg", "control character U+009F"),
+        ("m/y/a\x80.jpg", "control character U+0080"),
+        ("m/y/a\x7f.jpg", "control character U+007F"),
+        ("m/y/\ud800.jpg", "U+D800 is not valid Unicode"),
+        ("m/y/a\udcff.jpg", "U+DCFF is not valid Unicode"),
+        ("https://h/media/catalog/product/m/y/\udfff.jpg", "U+DFFF is not valid Unicode"),
+        ("https://h/media/catalog/product/m/y/a%09.jpg", "control character U+0009"),
+        ("https://h/media/catalog/product/m/y/a%C2%85.jpg", "control character U+0085"),
+        ("https://h/media/catalog/product/m/y/a%7F.jpg", "control character U+007F"),
+        ("https://h/media/catalog/product/m/y/a%ED%A0%80.jpg", "invalid URL"),  # an encoded surrogate
         ("m\\y\\a.jpg", "backslash"),
         ("cache/abc/m/y/a.jpg", "cache"),
         ("/catalog/product/cache/abc/m/y/a.jpg", "cache"),
@@ -234,3 +245,16 @@ def test_idempotent_on_anything_accepted(raw: str) -> None:
     assert result.startswith("/")
     assert len(result) <= MAX_PATH_CHARS
     assert canonical_path(result) == result
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["m/y/a\x00.jpg", "m/y/a\x1b[31m.jpg", "m/y/a\x9b.jpg", "m/y/\ud800.jpg", "m/y/\udcff.jpg",
+     "https://h/media/catalog/product/m/y/a%1B.jpg", "https://h/media/catalog/product/m/y/a%C2%9B.jpg"],
+)
+def test_messages_never_carry_the_raw_character(raw: str) -> None:
+    with pytest.raises(ValueError) as info:
+        canonical_path(raw)
+    message = str(info.value)
+    message.encode("utf-8")  # a lone surrogate would raise here
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in message), message
