@@ -35,7 +35,7 @@ from rich.progress import (
 from nacento_sync import magento
 from nacento_sync.config import Config, ConfigError, load_config
 from nacento_sync.engine import Options, run_sync
-from nacento_sync.feed import Feed, parse_record
+from nacento_sync.feed import Feed, FeedError, parse_record
 from nacento_sync.models import Item, Rejection
 from nacento_sync.report import Report, ReportBuilder, render
 from nacento_sync.storage import StorageAccessError
@@ -143,7 +143,11 @@ def sync(
     cfg = _config(ctx, need_storage=True, sync={"mode": mode.value if mode else None, "batch_size": batch_size,
                                                 "concurrency": concurrency,
                                                 "etag_strategy": etag_strategy.value if etag_strategy else None})
-    feed = Feed(exports)
+    try:
+        feed = Feed(exports)
+    except FeedError as e:  # `-` with stdin closed
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
     code = _run(cfg, feed, dry_run=dry_run, allow_empty=allow_empty, json_out=json_out, report_file=report_file,
                 request_id=lambda: request_id or feed.request_id, total=feed.total_bytes(), done=feed.bytes_read)
     raise typer.Exit(code)
@@ -317,7 +321,7 @@ def _call(coro, access_errors: tuple[type[Exception], ...] = ACCESS_ERRORS):
     except access_errors as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
         raise typer.Exit(EXIT_ACCESS) from None
-    except magento.SchemaError as e:
+    except (magento.SchemaError, FeedError) as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
 

@@ -36,8 +36,15 @@ WARNING_CODES: tuple[str, ...] = ("unknown_role", "duplicate_role", "duplicate_i
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
 _READ_ERRORS = (OSError, EOFError, zlib.error)
+#: Enough of the first non-blank line to apply the sniffing rule; the line itself may be any length.
+_SNIFF_BYTES = 65536
+_OPENS_BULK_KEY = re.compile(rb'\{\s*"(?:request|items)"')
 _LABEL_WHITESPACE = re.compile("[\t\n\r]")
 Format = Literal["ndjson", "json", "sniff"]
+
+
+class FeedError(Exception):
+    """The input cannot be read at all (unlike a bad record, which is a Rejection): a usage error."""
 
 
 class TextError(ValueError):
@@ -289,6 +296,11 @@ def _decompressed(raw: BinaryIO) -> BinaryIO:
     return gzip.GzipFile(fileobj=stream, mode="rb") if head == _GZIP_MAGIC else stream
 
 
+def _stdin_buffer() -> BinaryIO | None:
+    """The process's binary stdin; None when fd 0 was closed at start (Python sets `sys.stdin` to None)."""
+    return getattr(sys.stdin, "buffer", None)
+
+
 def _format_of(path: str) -> Format:
     name = path.lower().removesuffix(".gz")
     if name.endswith((".ndjson", ".jsonl")):
@@ -298,24 +310,23 @@ def _format_of(path: str) -> Format:
     return "sniff"
 
 
+def is_document(first_line: bytes) -> bool:
+    """The sniffing rule, on the first non-blank line (stripped, without BOM): one JSON document when it
+    starts with `[`, is a lone `{` or opens a `"request"` or `"items"` key; otherwise NDJSON, so that a bad
+    first line costs one record, not the whole stream."""
+    return first_line.startswith(b"[") or first_line == b"{" or _OPENS_BULK_KEY.match(first_line) is not None
+
+
 def _sniff(stream: BinaryIO) -> tuple[Format, BinaryIO]:
-    """Guess NDJSON vs one JSON document from the first non-blank line; the line is replayed, not lost."""
+    """Apply `is_document` to the first non-blank line; what was read is replayed, not lost."""
     head = b""
     while True:
-        line = stream.readline()
-        head += line
-        text = line.strip().removeprefix(_BOM).strip()
-        if text or not line:
+        chunk = stream.readline(_SNIFF_BYTES)  # a blank line, a whole line, or the start of a long one
+        text = (chunk.removeprefix(_BOM) if not head else chunk).strip()
+        head += chunk
+        if text or not chunk:
             break
-    fmt: Format = "json" if text else "ndjson"  # nothing but blank lines: an empty feed
-    if text and not text.startswith(b"["):
-        try:
-            first = json.loads(text)
-        except (ValueError, RecursionError):
-            first = None
-        if isinstance(first, dict) and "sku" in first:
-            fmt = "ndjson"
-    return fmt, _replay(head, stream)
+    return ("json" if is_document(text) else "ndjson"), _replay(head, stream)
 
 
 def _lines(stream: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
@@ -346,6 +357,8 @@ class Feed:
     def __init__(self, paths: list[str], stdin: BinaryIO | None = None,
                  parse: Callable[[Any, str, int], Item | Rejection] | None = None) -> None:
         self.paths = list(paths)
+        if "-" in self.paths and stdin is None and _stdin_buffer() is None:
+            raise FeedError("cannot read '-': standard input is closed")
         self.request_id: str | None = None
         self._stdin = stdin
         self._ordinal = 0
@@ -388,7 +401,9 @@ class Feed:
     def _file(self, path: str) -> Iterator[Item | Rejection]:
         name = printable(path)  # argv may hold control characters or undecodable bytes
         if path == "-":
-            stdin = self._stdin if self._stdin is not None else sys.stdin.buffer
+            stdin = self._stdin if self._stdin is not None else _stdin_buffer()
+            if stdin is None:
+                raise FeedError("cannot read '-': standard input is closed")
             yield from self._stream(name, stdin, "sniff")
             return
         try:

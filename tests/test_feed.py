@@ -8,6 +8,8 @@ import itertools
 import json
 import os
 import re
+import subprocess
+import sys
 import threading
 import zlib
 from collections.abc import Iterator
@@ -20,8 +22,10 @@ from nacento_sync.feed import (
     MAX_RECORD_BYTES,
     WARNING_CODES,
     Feed,
+    FeedError,
     TextError,
     check_text,
+    is_document,
     parse_record,
 )
 from nacento_sync.models import DesiredImage, Item, Rejection, printable, text_problem
@@ -366,10 +370,11 @@ def test_empty_stdin_is_an_empty_feed(data: bytes) -> None:
     assert run(["-"], stdin=data) == []
 
 
-def test_stdin_garbage_is_one_rejection() -> None:
+def test_stdin_garbage_is_rejected_line_by_line() -> None:
+    # Was one rejection of the whole stream before the sniffing rule of issue 7 item 6.
     results = run(["-"], stdin=b"hello\nworld\n")
-    assert kinds(results) == [("Rejection", "-", 1)]
-    assert results[0].error.startswith("invalid JSON")
+    assert kinds(results) == [("Rejection", "-:1", 1), ("Rejection", "-:2", 2)]
+    assert all(r.error.startswith("invalid JSON") for r in results)
 
 
 def test_stdin_with_files(tmp_path: Path) -> None:
@@ -924,3 +929,122 @@ def test_request_id_that_cannot_be_printed_is_ignored(tmp_path: Path, request_id
     feed = Feed([path])
     assert [r.sku for r in feed] == ["A"]
     assert feed.request_id is None
+
+
+# --- format sniffing (issue 7, item 6) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"[", b"[]", b'[{"sku": "A"}', b"{", b'{"request": {"items": []}}', b'{ "items" : [', b'{"items":[]}',
+     b'{\t"request":'],
+)
+def test_is_document(line: bytes) -> None:
+    assert is_document(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b'{"sku": "A", "images": []}', b'{"SKU": "A"}', b'{"sku": "A", "ima', b"hello", b"{ x", b"{}", b"{{",
+     b'{"request_id": "r"}', b'{"itemsx": []}', b'{"images": [], "items": []}', b'"items"', b"null", b""],
+)
+def test_is_not_document(line: bytes) -> None:
+    assert not is_document(line)
+
+
+BAD_FIRST_LINES = [
+    '{"sku": "A", "images": [{"file_pa',  # truncated
+    '{"SKU": "A", "images": []}',  # wrong key
+    "garbage",
+    '{"sku": "A", "images": 3}',  # valid JSON, invalid record
+    "\x00\x01",
+]
+
+
+def _sniffed_sources(tmp_path: Path, where: str, data: bytes) -> tuple[list[Item | Rejection], str]:
+    if where == "stdin":
+        return run(["-"], stdin=data), "-"
+    path = write(tmp_path, where, data)
+    return run([path]), path
+
+
+@pytest.mark.parametrize("where", ["stdin", "export", "export.txt"])
+@pytest.mark.parametrize("first", BAD_FIRST_LINES)
+@pytest.mark.parametrize("compress", [False, True])
+def test_bad_first_line_costs_one_record(tmp_path: Path, where: str, first: str, compress: bool) -> None:
+    data = ("\n" + first + "\n" + ndjson(*(rec(f"S{n}") for n in range(20)))).encode()
+    results, name = _sniffed_sources(tmp_path, where, gzip.compress(data) if compress else data)
+    assert kinds(results) == [("Rejection", f"{name}:2", 1)] + [
+        ("Item", f"{name}:{n + 3}", n + 2) for n in range(20)
+    ]
+
+
+DOCUMENT = {"request": {"request_id": "op-7", "items": [rec("A"), rec("B")]}}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        json.dumps([rec("A"), rec("B")]),  # starts with [
+        json.dumps([rec("A"), rec("B")], indent=2),
+        json.dumps(DOCUMENT, indent=2),  # a lone { line, then a pretty-printed body
+        "{\n" + json.dumps(DOCUMENT)[1:],
+        json.dumps(DOCUMENT),  # {"request": ...} on one line
+        json.dumps({"items": [rec("A"), rec("B")]}),  # {"items": ...} on one line
+        '{ "items":\n' + json.dumps([rec("A"), rec("B")]) + "}",
+        "\n \n\t\r\n" + json.dumps(DOCUMENT, indent=2),  # leading blank lines
+    ],
+)
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("where", ["stdin", "export", "export.dat"])
+def test_json_documents_are_sniffed(tmp_path: Path, text: str, bom: bytes, compress: bool, where: str) -> None:
+    data = bom + text.encode()
+    results, name = _sniffed_sources(tmp_path, where, gzip.compress(data) if compress else data)
+    assert [(r.sku, r.source) for r in results] == [("A", f"{name}#items[0]"), ("B", f"{name}#items[1]")]
+
+
+@pytest.mark.parametrize("where", ["stdin", "export"])
+def test_ndjson_with_bom_and_blank_lines_is_sniffed(tmp_path: Path, where: str) -> None:
+    data = b"\xef\xbb\xbf\n  \n" + ndjson(rec("A"), rec("B")).encode()
+    results, name = _sniffed_sources(tmp_path, where, data)
+    assert kinds(results) == [("Item", f"{name}:3", 1), ("Item", f"{name}:4", 2)]
+
+
+def test_long_first_line_is_sniffed_and_kept(tmp_path: Path) -> None:
+    """The rule looks at the start of the first line only; the whole line is still read as a record."""
+    results = run(["-"], stdin=(_padded(300_000, "LONG") + "\n" + ndjson(rec("B"))).encode())
+    assert [(r.sku, r.source) for r in results] == [("LONG", "-:1"), ("B", "-:2")]
+
+
+def test_bad_document_after_sniffing_is_one_rejection() -> None:
+    """What the rule calls a document is parsed whole: a broken one is one rejection, as before."""
+    results = run(["-"], stdin=b'{"items": [' + json.dumps(rec("A")).encode() + b",\n")
+    assert kinds(results) == [("Rejection", "-", 1)]
+    assert results[0].error.startswith("invalid JSON")
+
+
+# --- stdin closed ---------------------------------------------------------------------------------
+
+
+def test_stdin_closed_is_a_feed_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr("sys.stdin", None)  # what Python sets when fd 0 is not open at start
+    with pytest.raises(FeedError, match="standard input is closed"):
+        Feed(["-"])
+    with pytest.raises(FeedError):
+        Feed([write(tmp_path, "a.ndjson", ndjson(rec("A"))), "-"])
+    assert [r.sku for r in Feed(["-"], stdin=io.BytesIO(ndjson(rec("S")).encode()))] == ["S"]
+    assert [r.sku for r in Feed([write(tmp_path, "b.ndjson", ndjson(rec("B")))])] == ["B"]
+
+
+@pytest.mark.parametrize("command", ["sync", "submit"])
+def test_cli_with_stdin_closed_exits_2(tmp_path: Path, command: str) -> None:
+    """fd 0 really closed (not /dev/null); fails before any server is contacted (none is configured)."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "NACENTO_STORAGE__BUCKET": "bucket",
+           "NACENTO_DATABASE__PORT": "1", "NACENTO_QUEUE__URL": "amqp://guest:guest@127.0.0.1:1/"}
+    exe = Path(sys.executable).with_name("nacento-sync")
+    done = subprocess.run(["bash", "-c", f'exec 0<&-; exec "{exe}" {command} -'], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == "error: cannot read '-': standard input is closed"
+    assert "Traceback" not in done.stderr
