@@ -61,9 +61,15 @@ def data_hash(sku: str | None) -> str | None:
     return hashlib.md5(sku.encode()).hexdigest() if sku is not None else None
 
 
+#: The ImageEntry keys an operation carries: what the worker reads. Other keys of the export are dropped,
+#: so a key the tool ignores (and never validated) cannot break the encoding or the size limit.
+IMAGE_KEYS = ("file_path", "label", "position", "disabled", "roles")
+
+
 def operation_data(raw: dict[str, Any], mode: str, request_id: str) -> str:
-    """`serialized_data`: exactly the JSON string the message carries."""
-    return json.dumps({"sku": raw["sku"], "images": raw["images"], "mode": mode, "request_id": request_id},
+    """`serialized_data`: exactly the JSON string the message carries (validated fields only)."""
+    images = [{k: image[k] for k in IMAGE_KEYS if k in image} for image in raw["images"]]
+    return json.dumps({"sku": raw["sku"], "images": images, "mode": mode, "request_id": request_id},
                       ensure_ascii=False, separators=(",", ":"))
 
 

@@ -99,3 +99,16 @@ def test_names_bodies_and_redaction():
     assert Config().queue.admin_user_id is None
     with pytest.raises(ValueError):
         QueueConfig(retry_delays=[0])
+
+
+@pytest.mark.parametrize("junk", ["\ud800", "\udcff tail", "x" * 70_000])
+def test_operation_data_carries_only_the_fields_the_worker_reads(junk):
+    from nacento_sync.submit import operation_data
+
+    raw = {"sku": "S", "images": [{"file_path": "a/b/c.jpg", "label": "L", "roles": ["base"], "note": junk,
+                                   "position": 2, "disabled": False}], "extra": junk}
+    data = json.loads(operation_data(raw, "merge", "op-1"))
+    assert data == {"sku": "S", "images": [{"file_path": "a/b/c.jpg", "label": "L", "position": 2,
+                                            "disabled": False, "roles": ["base"]}],
+                    "mode": "merge", "request_id": "op-1"}
+    assert isinstance(parse_record(data, "op", 1), Item)
