@@ -130,9 +130,14 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the JSON report alo
 @app.callback()
 def _main(ctx: typer.Context, config: ConfigOpt = None) -> None:
     ctx.obj = {"config": str(config) if config else None}
-    handler = RichHandler(console=err, show_path=False, markup=False)  # log records carry data: plain text
+    logging.basicConfig(level=logging.INFO, handlers=[log_handler(err)])
+
+
+def log_handler(console: Console) -> logging.Handler:
+    """Log records on the console as plain text: they carry SKUs, paths and servers' messages."""
+    handler = RichHandler(console=console, show_path=False, markup=False)
     handler.setFormatter(PlainFormatter("%(message)s", datefmt="[%X]"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    return handler
 
 
 #: Command-line flags that override a configuration key: an invalid value names the flag, not the key.

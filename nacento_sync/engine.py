@@ -393,7 +393,9 @@ def _install_signals(engine: Engine, received: list) -> None:
 
     def handler(sig: signal.Signals) -> None:
         received.append(sig)
-        if len(received) == 2 and main:  # once: a third signal must not interrupt the clean-up
+        if len(received) == 1:
+            log.warning("%s: stopping after the current batch (send it again to stop at once)", sig.name)
+        elif len(received) == 2 and main:  # once: a third signal must not interrupt the clean-up
             main.cancel()
         engine.stop_requested = True
 
