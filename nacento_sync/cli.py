@@ -6,20 +6,22 @@ No SQL and no S3 here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
-import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.core
+from pydantic import ValidationError
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import (
@@ -34,10 +36,11 @@ from rich.progress import (
 
 from nacento_sync import magento
 from nacento_sync.config import Config, ConfigError, load_config
+from nacento_sync.console import PlainFormatter, error, plain, say
 from nacento_sync.engine import Options, run_sync
 from nacento_sync.feed import Feed, FeedError, parse_record
 from nacento_sync.models import Item, Rejection
-from nacento_sync.report import Report, ReportBuilder, render
+from nacento_sync.report import FanOut, Report, ReportBuilder, render
 from nacento_sync.storage import StorageAccessError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ACCESS = 0, 1, 2, 3
@@ -45,8 +48,38 @@ EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 #: Below this many looked-up images, "none found" is not evidence of a wrong bucket or prefix.
 ALL_MISSING_THRESHOLD = 10
 
+class _PlainHelpMixin:
+    """Help that shows no type label on flags (`--json <bool>`) nor on an argument with a metavar, and an
+    argument's metavar (`EXPORT...`) in the usage line."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) or (isinstance(param, typer.core.TyperArgument) and param.metavar):
+                param.display_type_rich = lambda ctx: None  # typer >= 0.16 labels every parameter's type
+        return params
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []  # type: ignore[attr-defined]
+        for param in self.get_params(ctx):
+            if isinstance(param, typer.core.TyperArgument) and param.metavar:
+                pieces.append(param.metavar)
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+
+class PlainCommand(_PlainHelpMixin, typer.core.TyperCommand):
+    pass
+
+
+class PlainGroup(_PlainHelpMixin, typer.core.TyperGroup):
+    pass
+
+
 app = typer.Typer(
     name="nacento-sync",
+    cls=PlainGroup,
     help=(
         "Keep Magento 2 product image galleries in sync with a PIM export.\n\n"
         "Images already live in the S3/R2 bucket Magento uses as remote storage; nacento-sync writes only "
@@ -61,7 +94,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 schema_app = typer.Typer(help="Install, remove or inspect nacento-sync's own table (nacento_media_gallery_meta).",
-                         no_args_is_help=True)
+                         no_args_is_help=True, cls=PlainGroup)
 app.add_typer(schema_app, name="schema")
 
 err = Console(stderr=True, soft_wrap=True)
@@ -82,8 +115,8 @@ class EtagChoice(str, Enum):
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="YAML config file. Default: $NACENTO_CONFIG, else ./nacento-sync.yaml.",
-                 show_default=False),
+    typer.Option("--config", "-c", metavar="FILE", show_default=False,
+                 help="YAML config file. Default: $NACENTO_CONFIG, else ./nacento-sync.yaml."),
 ]
 ModeOpt = Annotated[
     ModeChoice | None,
@@ -97,34 +130,68 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the JSON report alo
 @app.callback()
 def _main(ctx: typer.Context, config: ConfigOpt = None) -> None:
     ctx.obj = {"config": str(config) if config else None}
-    logging.basicConfig(level=logging.INFO, format="%(message)s", datefmt="[%X]",
-                        handlers=[RichHandler(console=err, show_path=False)])
+    logging.basicConfig(level=logging.INFO, handlers=[log_handler(err)])
 
 
-def _config(ctx: typer.Context, need_storage: bool = False, **overrides) -> Config:
+def log_handler(console: Console) -> logging.Handler:
+    """Log records on the console as plain text: they carry SKUs, paths and servers' messages."""
+    handler = RichHandler(console=console, show_path=False, markup=False)
+    handler.setFormatter(PlainFormatter("%(message)s", datefmt="[%X]"))
+    return handler
+
+
+#: Command-line flags that override a configuration key: an invalid value names the flag, not the key.
+FLAGS = {("sync", "mode"): "--mode", ("sync", "batch_size"): "--batch-size",
+         ("sync", "concurrency"): "--concurrency", ("sync", "etag_strategy"): "--etag-strategy"}
+
+
+def flag_problems(overrides: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Each flag value checked alone against its configuration key's rules, as `--flag VALUE: why`."""
+    problems = []
+    for section, values in overrides.items():
+        model = Config.model_fields[section].annotation
+        for key, value in values.items():
+            if value is None:
+                continue
+            try:
+                model.__pydantic_validator__.validate_assignment(model.model_construct(), key, value)
+            except ValidationError as e:
+                flag = FLAGS.get((section, key), f"{section}.{key}")
+                problems.append(f"{flag} {value}: {e.errors()[0]['msg']}")
+    return problems
+
+
+def _config(ctx: typer.Context, need_storage: bool = False, **overrides: dict[str, Any]) -> Config:
+    """The configuration (file, environment, flags); exit 2 with the bad flag or key named."""
     try:
+        if problems := flag_problems(overrides):
+            raise ConfigError("invalid option: " + "; ".join(problems))
         cfg = load_config(ctx.obj["config"], overrides)
         if need_storage and cfg.storage is None:
             raise ConfigError("invalid configuration:\n  storage.bucket: Field required "
                               "(config file section storage, or NACENTO_STORAGE__BUCKET)")
         return cfg
     except ConfigError as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
+        error(err, e)
         raise typer.Exit(EXIT_USAGE) from None
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 def sync(
     ctx: typer.Context,
     exports: Annotated[list[str], typer.Argument(
         help="Export files: .ndjson/.jsonl (one {\"sku\", \"images\"} per line), .json (the bulk API body, "
-             "{\"items\": [...]} or a list), optionally .gz; - reads stdin.", show_default=False)],
+             "{\"items\": [...]} or a list), optionally .gz; - reads stdin.", show_default=False,
+        metavar="EXPORT...")],
     mode: ModeOpt = None,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
-    report_file: Annotated[Path | None, typer.Option("--report", help="Also write the JSON report to FILE.")] = None,
+    report_file: Annotated[Path | None, typer.Option(
+        "--report", metavar="FILE", help="Also write the JSON report to FILE (atomically at the end; "
+        "FILE.partial holds the results as SKUs finish).", show_default=False)] = None,
     request_id: Annotated[str | None, typer.Option(
-        "--request-id", help="Id echoed in the report. Default: the export's request_id, else a timestamp.")] = None,
+        "--request-id", metavar="ID", help="Id echoed in the report. Default: the export's request_id, else a "
+        "timestamp.", show_default=False)] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="SKUs per transaction "
                                                    "(config sync.batch_size, default 200).")] = None,
     concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, help="Storage requests in flight "
@@ -143,23 +210,58 @@ def sync(
     cfg = _config(ctx, need_storage=True, sync={"mode": mode.value if mode else None, "batch_size": batch_size,
                                                 "concurrency": concurrency,
                                                 "etag_strategy": etag_strategy.value if etag_strategy else None})
+    if report_file and (problem := report_path_problem(report_file)):
+        error(err, f"--report {plain(report_file)}: {problem}")
+        raise typer.Exit(EXIT_USAGE)
     try:
         feed = Feed(exports)
     except FeedError as e:  # `-` with stdin closed
-        err.print(f"[red]error:[/] {e}", highlight=False)
+        error(err, e)
         raise typer.Exit(EXIT_USAGE) from None
     code = _run(cfg, feed, dry_run=dry_run, allow_empty=allow_empty, json_out=json_out, report_file=report_file,
-                request_id=lambda: request_id or feed.request_id, total=feed.total_bytes(), done=feed.bytes_read)
+                request_id=lambda: request_id or feed.request_id, total=feed.total_bytes(), done=feed.bytes_read,
+                command="sync")
     raise typer.Exit(code)
 
 
-@app.command()
+def report_path_problem(path: Path) -> str | None:
+    """Why `--report FILE` could not be written, or None. Checked before anything is synced, by really
+    creating (and removing) `FILE.partial` and `FILE.tmp`: permissions, read-only mounts and ACLs all
+    answer, whoever runs it. Leaves nothing behind."""
+    partial, tmp = (path.with_name(path.name + suffix) for suffix in (".partial", ".tmp"))
+    parent = path.parent
+    if not parent.is_dir():
+        ancestor = parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if ancestor.exists() and not ancestor.is_dir():
+            return f"{plain(ancestor)} is not a directory"
+        return f"directory {plain(parent)} does not exist"
+    for candidate in (path, partial, tmp):
+        if candidate.is_dir():
+            return f"{plain(candidate)} is a directory"
+    for candidate in (partial, tmp):
+        try:
+            if candidate.exists():
+                if not os.access(candidate, os.W_OK):
+                    return f"cannot write {plain(candidate)}: permission denied"
+                continue
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            os.unlink(candidate)
+        except OSError as e:
+            return f"cannot create {plain(candidate)}: {e.strerror or e}"
+    return None
+
+
+@app.command(cls=PlainCommand)
 def sku(
     ctx: typer.Context,
-    sku: Annotated[str, typer.Argument(help="The product's SKU.", show_default=False)],
-    images: Annotated[Path | None, typer.Option("--images", help="JSON file: a list of ImageEntry objects, or "
+    sku: Annotated[str, typer.Argument(help="The product's SKU.", show_default=False, metavar="SKU")],
+    images: Annotated[Path | None, typer.Option("--images", metavar="FILE", show_default=False,
+                                                help="JSON file: a list of ImageEntry objects, or "
                                                 "{\"images\": [...]} as the REST endpoint takes.")] = None,
-    image: Annotated[list[str] | None, typer.Option("--image", help="An image path (repeatable); list order "
+    image: Annotated[list[str] | None, typer.Option("--image", metavar="PATH", show_default=False,
+                                                    help="An image path (repeatable); list order "
                                                     "is gallery order.")] = None,
     mode: ModeOpt = None,
     dry_run: DryRunOpt = False,
@@ -167,13 +269,13 @@ def sku(
 ) -> None:
     """Sync one SKU's gallery, e.g. nacento-sync sku SKU-001 --image m/y/front.jpg --image m/y/back.jpg"""
     if bool(images) == bool(image):
-        err.print("[red]error:[/] give either --images FILE or one or more --image PATH")
+        error(err, "give either --images FILE or one or more --image PATH")
         raise typer.Exit(EXIT_USAGE)
     if images:
         try:
             data = json.loads(images.read_text())
         except (OSError, ValueError) as e:
-            err.print(f"[red]error:[/] cannot read {images}: {e}")
+            error(err, f"cannot read {images}: {e}")
             raise typer.Exit(EXIT_USAGE) from None
         entries = data.get("images") if isinstance(data, dict) else data
         source = str(images)
@@ -183,18 +285,20 @@ def sku(
     cfg = _config(ctx, need_storage=True, sync={"mode": mode.value if mode else None})
     record = parse_record({"sku": sku, "images": entries}, source, 1)
     code = _run(cfg, [record], dry_run=dry_run, allow_empty=False, json_out=json_out, report_file=None,
-                request_id=lambda: None)
+                request_id=lambda: None, command="sku")
     raise typer.Exit(code)
 
 
 def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, allow_empty: bool, json_out: bool,
-         report_file: Path | None, request_id, total: int | None = None, done=lambda: 0) -> int:
+         report_file: Path | None, request_id, total: int | None = None, done=lambda: 0, command: str) -> int:
+    """Sync, then (batches committed) write the report, then render it: a failure after the commit never
+    loses the report nor changes the exit code beyond README's table."""
     options = Options(cfg.sync.mode, dry_run, allow_empty, cfg.sync.batch_size, cfg.sync.etag_strategy)
     spill = report_file.with_name(report_file.name + ".partial") if report_file else None
     builder = ReportBuilder(None, cfg.sync.mode, dry_run, spill=spill)
     started = time.monotonic()
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                  TextColumn("{task.fields[skus]} SKUs"), TimeElapsedColumn(), TimeRemainingColumn(),
+    with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(), TaskProgressColumn(),
+                  TextColumn("{task.fields[skus]} SKUs", markup=False), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=err, transient=True, disable=not err.is_terminal) as progress:
         task = progress.add_task("syncing", total=total, skus=0)  # bytes of the export, when known
         skus = 0
@@ -206,60 +310,99 @@ def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, all
 
         interrupted, counters = _call(run_sync(cfg, records, options, builder, handle_signals=True,
                                                on_progress=advance))
-    builder.summary.request_id = request_id() or datetime.now(UTC).strftime("sync-%Y%m%dT%H%M%SZ")
+    # Everything below runs after commits: it must not raise, and the report goes out before any rendering.
+    try:
+        builder.summary.request_id = request_id() or datetime.now(UTC).strftime("sync-%Y%m%dT%H%M%SZ")
+    except Exception:  # the feed's request id is only known once it was read; never worth losing the report
+        builder.summary.request_id = datetime.now(UTC).strftime("sync-%Y%m%dT%H%M%SZ")
     builder.summary.run = {"seconds": round(time.monotonic() - started, 3), "batches": counters.batches,
                            "s3_requests": counters.s3_requests, "sql_write_statements": counters.statements}
-    report = _emit(builder, json_out, report_file)
+    report, report_ok = _emit(builder, json_out, report_file)
+    if report is not None and not json_out:
+        _render(report, command)
     if counters.fatal:
-        err.print(f"[red]error:[/] {counters.fatal}; the run stopped (completed batches are committed, "
-                  "re-run to finish)", highlight=False)
-        return EXIT_ACCESS
-    if interrupted:
-        err.print(f"interrupted by {interrupted.name}: stopped after the current batch")
-        return EXIT_SIGNAL[interrupted]
-    if counters.looked_up >= ALL_MISSING_THRESHOLD and counters.found == 0:
-        err.print(f"[red]error:[/] none of the {counters.looked_up} listed images exists in bucket "
-                  f"{cfg.storage.bucket!r} under prefix {cfg.storage.prefix!r}: the bucket or storage.prefix "
-                  "looks wrong", highlight=False)
-        return EXIT_ACCESS
-    return EXIT_FAILED if report.failed else EXIT_OK
-
-
-def _emit(builder: ReportBuilder, json_out: bool, report_file: Path | None) -> Report:
-    """Stream the JSON report to FILE (atomically) and/or stdout; render the summary otherwise."""
-    if report_file:
-        tmp = report_file.with_name(report_file.name + ".tmp")
-        with open(tmp, "w") as f:
-            report = builder.finish(f)
-        os.replace(tmp, report_file)
-        report_file.with_name(report_file.name + ".partial").unlink(missing_ok=True)
-        if json_out:
-            with open(report_file) as f:
-                shutil.copyfileobj(f, sys.stdout)
-    elif json_out:
-        report = builder.finish(sys.stdout)
+        error(err, f"{counters.fatal}; the run stopped (completed batches are committed, re-run to finish)")
+        code = EXIT_ACCESS
+    elif interrupted:
+        say(err, f"interrupted by {interrupted.name}: stopped after the current batch")
+        code = EXIT_SIGNAL[interrupted]
+    elif counters.looked_up >= ALL_MISSING_THRESHOLD and counters.found == 0:
+        error(err, f"none of the {counters.looked_up} listed images exists in bucket {cfg.storage.bucket!r} "
+                   f"under prefix {cfg.storage.prefix!r}: the bucket or storage.prefix looks wrong")
+        code = EXIT_ACCESS
     else:
-        with open(os.devnull, "w") as f:
-            report = builder.finish(f)
-    sys.stdout.flush()
-    if not json_out:
-        render(report, out)
-    return report
+        code = EXIT_FAILED if report is None or report.failed else EXIT_OK
+    return code if report_ok else max(code, EXIT_FAILED)  # a report not written is a failure (README)
+
+
+def _emit(builder: ReportBuilder, json_out: bool, report_file: Path | None) -> tuple[Report | None, bool]:
+    """Stream the JSON report to `FILE.tmp` (renamed to FILE at the end) and/or stdout, at once.
+
+    Returns the console summary (None if the report could not be completed) and whether every asked-for
+    output was written. On any failure, `FILE.partial` (every committed SKU's result) is kept and the
+    one-line error says where it is."""
+    outputs: dict[str, Any] = {}
+    tmp = report_file.with_name(report_file.name + ".tmp") if report_file else None
+    partial = report_file.with_name(report_file.name + ".partial") if report_file else None
+    problems: list[str] = []
+    if tmp:
+        try:
+            outputs["file"] = open(tmp, "w", encoding="utf-8")  # noqa: SIM115 (closed below, whatever happens)
+        except OSError as e:
+            problems.append(f"cannot write {tmp}: {e.strerror or e}")
+    if json_out:
+        outputs["stdout"] = sys.stdout
+    sink = FanOut(**outputs)
+    report: Report | None = None
+    try:
+        report = builder.finish(sink)
+    except Exception as e:
+        problems.append(f"the report could not be completed ({type(e).__name__}: {e})")
+    for name, e in sink.errors.items():
+        problems.append(f"cannot write {tmp if name == 'file' else 'stdout'}: {getattr(e, 'strerror', None) or e}")
+    if "file" in outputs:
+        written = report is not None and "file" not in sink.errors
+        try:
+            outputs["file"].close()
+            if written:
+                os.replace(tmp, report_file)  # type: ignore[arg-type]
+        except OSError as e:
+            written = False
+            problems.append(f"cannot write {report_file}: {e.strerror or e}")
+        with contextlib.suppress(OSError):
+            (partial if written else tmp).unlink(missing_ok=True)  # type: ignore[union-attr]
+    if problems:
+        where = f"; every committed SKU's result is in {partial}" if partial and partial.exists() else ""
+        error(err, "; ".join(problems) + where)
+    return report, not problems
+
+
+def _render(report: Report, command: str) -> None:
+    """The console summary; should rendering fail, one plain line instead (the exit code is unchanged)."""
+    try:
+        render(report, out, command=command)
+    except Exception as e:
+        st = report.stats
+        with contextlib.suppress(Exception):
+            error(err, f"could not show the summary ({type(e).__name__}: {e}); request {report.request_id}: "
+                       f"{st.skus_seen} SKUs seen, {st.ok} ok, {st.error} failed, {st.rejected} rejected records, "
+                       f"{st.inserted} images inserted, {st.updated_value} updated_value, {st.updated_meta} "
+                       f"updated_meta, {st.deleted} deleted, {st.missing} missing")
 
 
 # ---------------------------------------------------------------- schema
 
 
-@schema_app.command("install")
+@schema_app.command("install", cls=PlainCommand)
 def schema_install(ctx: typer.Context) -> None:
     """Create nacento_media_gallery_meta (a no-op if it exists: data from the PHP module is kept)."""
     cfg = _config(ctx)
     created = _schema_call(cfg, magento.install_meta)
     table = cfg.database.table_prefix + magento.META_TABLE
-    out.print(f"created table {table}" if created else f"table {table} already exists: nothing to do")
+    say(out, f"created table {table}" if created else f"table {table} already exists: nothing to do")
 
 
-@schema_app.command("uninstall")
+@schema_app.command("uninstall", cls=PlainCommand)
 def schema_uninstall(
     ctx: typer.Context,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (for scripts).")] = False,
@@ -269,16 +412,22 @@ def schema_uninstall(
     table = cfg.database.table_prefix + magento.META_TABLE
     if not yes:
         if not sys.stdin.isatty():
-            err.print("[red]error:[/] refusing to drop without confirmation: pass --yes")
+            error(err, "refusing to drop without confirmation: pass --yes")
             raise typer.Exit(EXIT_USAGE)
-        typer.confirm(f"Drop table {table} from database {cfg.database.name!r}?", abort=True)
+        typer.confirm(plain(f"Drop table {table} from database {cfg.database.name!r}?"), abort=True)
     dropped = _schema_call(cfg, magento.uninstall_meta)
-    out.print(f"dropped table {table}" if dropped else f"table {table} does not exist: nothing to do")
+    say(out, f"dropped table {table}" if dropped else f"table {table} does not exist: nothing to do")
 
 
-@schema_app.command("status")
-def schema_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
-    """Say whether the Magento tables and nacento_media_gallery_meta exist, and how the store is shaped."""
+@schema_app.command("status", cls=PlainCommand)
+def schema_status(
+    ctx: typer.Context,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the status alone as JSON on stdout.")] = False,
+) -> None:
+    """Say whether the Magento tables and nacento_media_gallery_meta exist, and how the store is shaped.
+
+    Exit codes: 0 both exist, 1 one is missing, 2 bad config, 3 database unreachable.
+    """
     cfg = _config(ctx)
 
     async def status(conn, prefix):
@@ -296,7 +445,7 @@ def schema_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         print(json.dumps(info))
     else:
         for k, v in info.items():
-            out.print(f"{k}: {v}", highlight=False)
+            say(out, f"{k}: {v}")
     raise typer.Exit(EXIT_OK if info["exists"] and info.get("magento") else EXIT_FAILED)
 
 
@@ -319,10 +468,10 @@ def _call(coro, access_errors: tuple[type[Exception], ...] = ACCESS_ERRORS):
     try:
         return asyncio.run(coro)
     except access_errors as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
+        error(err, e)
         raise typer.Exit(EXIT_ACCESS) from None
     except (magento.SchemaError, FeedError) as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
+        error(err, e)
         raise typer.Exit(EXIT_USAGE) from None
 
 

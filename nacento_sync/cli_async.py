@@ -14,11 +14,13 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from nacento_sync import bulk
 from nacento_sync.bulk_status import UnknownBulk, requeue, status
-from nacento_sync.cli import ACCESS_ERRORS, EXIT_FAILED, EXIT_OK, ModeOpt, _config, app, err, out
+from nacento_sync.cli import ACCESS_ERRORS, EXIT_FAILED, EXIT_OK, ModeOpt, PlainCommand, _config, app, err, out
 from nacento_sync.cli import _call as cli_call
+from nacento_sync.console import error, plain, say, text, warning
 from nacento_sync.queue import BrokerUnreachable
 from nacento_sync.submit import SubmitResult, submit
 from nacento_sync.worker import Worker, WorkerOptions
@@ -34,15 +36,16 @@ def _call(coro):
     return cli_call(coro, ACCESS_ERRORS + (BrokerUnreachable,))
 
 
-@app.command("submit")
+@app.command("submit", cls=PlainCommand)
 def submit_cmd(
     ctx: typer.Context,
     exports: Annotated[list[str], typer.Argument(
-        help="Export files, as for sync (.ndjson/.jsonl, .json bulk body, .gz; - reads stdin).", show_default=False)],
+        help="Export files, as for sync (.ndjson/.jsonl, .json bulk body, .gz; - reads stdin).", show_default=False,
+        metavar="EXPORT...")],
     mode: ModeOpt = None,
     request_id: Annotated[str | None, typer.Option(
-        "--request-id", help="Id named in the bulk's description and each operation. Default: the export's "
-        "request_id, else a timestamp.")] = None,
+        "--request-id", metavar="ID", show_default=False, help="Id named in the bulk's description and each "
+        "operation. Default: the export's request_id, else a timestamp.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the async response alone on stdout.")] = False,
 ) -> None:
     """Queue the SKUs of PIM exports for the workers; answers at once with the bulk's UUID.
@@ -54,31 +57,30 @@ def submit_cmd(
     cfg = _config(ctx, sync={"mode": mode.value if mode else None})
     result: SubmitResult = _call(submit(cfg, exports, mode=cfg.sync.mode, request_id=request_id))
     if result.bulk_uuid and cfg.queue.admin_user_id is None:
-        err.print(f"[yellow]warning:[/] queue.admin_user_id is not set: no admin will see bulk {result.bulk_uuid} "
-                  "in System › Action Logs › Bulk Actions", highlight=False)
+        warning(err, f"queue.admin_user_id is not set: no admin will see bulk {result.bulk_uuid} "
+                "in System › Action Logs › Bulk Actions")
     if json_out:
         sys.stdout.write(json.dumps(result.as_json()) + "\n")
         sys.stdout.flush()
     else:
         rejected = [i for i in result.request_items if i.status != "accepted"]
-        out.print(f"bulk {result.bulk_uuid or '-'} (request {result.request_id}): {result.accepted} accepted, "
-                  f"{len(rejected)} rejected", highlight=False, soft_wrap=True)
+        say(out, f"bulk {result.bulk_uuid or '-'} (request {result.request_id}): {result.accepted} accepted, "
+                 f"{len(rejected)} rejected")
         if rejected:
-            table = Table(title=f"Rejected items ({len(rejected)})", title_justify="left")
+            table = Table(title=Text(f"Rejected items ({len(rejected)})"), title_justify="left")
             table.add_column("id", justify="right")
             table.add_column("error", overflow="fold")
             for i in rejected[:50]:
-                table.add_row(str(i.id), i.error_message or "")
+                table.add_row(text(i.id), text(i.error_message or ""))
             out.print(table)
             if len(rejected) > 50:
-                out.print(f"… and {len(rejected) - 50} more (see --json)")
+                say(out, f"… and {len(rejected) - 50} more (see --json)")
         if result.bulk_uuid:
-            out.print(f"follow it with: nacento-sync status {result.bulk_uuid} --watch", highlight=False,
-                      soft_wrap=True)
+            say(out, f"follow it with: nacento-sync status {result.bulk_uuid} --watch")
     raise typer.Exit(EXIT_FAILED if result.errors else EXIT_OK)
 
 
-@app.command("worker")
+@app.command("worker", cls=PlainCommand)
 def worker_cmd(
     ctx: typer.Context,
     concurrency: Annotated[int | None, typer.Option(
@@ -94,7 +96,9 @@ def worker_cmd(
 
     Runs until SIGTERM/SIGINT (what is held is finished and acked), --max-messages or --idle-exit.
 
-    Exit codes: 0 stopped normally, 2 bad config, 3 database, bucket or broker unreachable at start.
+    Exit codes: 0 stopped normally, 2 bad config, 3 database, bucket or
+    broker unreachable at start, 130 a second signal stopped it at once
+    (what it held is redelivered).
     """
     cfg = _config(ctx, need_storage=True)
     options = WorkerOptions(concurrency or 2 * cfg.sync.batch_size, max_messages, idle_exit)
@@ -105,10 +109,11 @@ def worker_cmd(
     raise typer.Exit(EXIT_OK)
 
 
-@app.command("status")
+@app.command("status", cls=PlainCommand)
 def status_cmd(
     ctx: typer.Context,
-    bulk_uuid: Annotated[str, typer.Argument(help="The bulk's UUID, as submit printed it.", show_default=False)],
+    bulk_uuid: Annotated[str, typer.Argument(help="The bulk's UUID, as submit printed it.", show_default=False,
+                                             metavar="BULK_UUID")],
     json_out: Annotated[bool, typer.Option("--json", help="Print bulk_uuid, state, operation_count, counts "
                                            "and failed as JSON.")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh with a progress bar until the bulk is "
@@ -116,7 +121,11 @@ def status_cmd(
 ) -> None:
     """A bulk's operations per status, its state (Magento's rule) and its failed SKUs.
 
-    Exit codes: 0 finished successfully, 1 finished with failures, 4 not finished yet, 5 unknown bulk.
+    Exit codes: 0 finished successfully, 1 finished with failures,
+    2 bad usage or config, 3 database unreachable, 4 not finished yet,
+    5 unknown bulk.
+
+    With --json, an unknown bulk prints {"bulk_uuid": "…", "error": "unknown bulk"}.
     """
     cfg = _config(ctx)
     try:
@@ -124,7 +133,9 @@ def status_cmd(
         if watch and summary.state not in (bulk.FINISHED_SUCCESSFULLY, bulk.FINISHED_WITH_FAILURE):
             summary = _watch(cfg, summary)
     except UnknownBulk as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
+        if json_out:
+            sys.stdout.write(json.dumps({"bulk_uuid": bulk_uuid, "error": "unknown bulk"}) + "\n")
+        error(err, e)
         raise typer.Exit(EXIT_UNKNOWN) from None
     if json_out:
         sys.stdout.write(json.dumps(summary.as_json()) + "\n")
@@ -136,43 +147,45 @@ def status_cmd(
 
 def _watch(cfg, summary: bulk.BulkSummary) -> bulk.BulkSummary:
     total = max(summary.operation_count, sum(summary.counts.values()))
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=False) as progress:
-        task = progress.add_task(f"bulk {summary.bulk_uuid}", total=total or None, completed=summary.done)
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=False) as progress:
+        task = progress.add_task(plain(f"bulk {summary.bulk_uuid}"), total=total or None, completed=summary.done)
         while summary.state not in (bulk.FINISHED_SUCCESSFULLY, bulk.FINISHED_WITH_FAILURE):
             time.sleep(WATCH_INTERVAL)
             summary = _call(status(cfg, summary.bulk_uuid))
-            progress.update(task, completed=summary.done, description=f"bulk {summary.bulk_uuid} "
-                            f"({summary.state.replace('_', ' ')})")
+            progress.update(task, completed=summary.done, description=plain(
+                f"bulk {summary.bulk_uuid} ({summary.state.replace('_', ' ')})"))
     return summary
 
 
 def _render_status(s: bulk.BulkSummary) -> None:
-    table = Table(title=f"bulk {s.bulk_uuid}: {s.state.replace('_', ' ')}", show_header=False, title_justify="left")
+    """The bulk as tables; every value read from Magento's rows is plain text."""
+    table = Table(title=text(f"bulk {s.bulk_uuid}: {s.state.replace('_', ' ')}"), show_header=False,
+                  title_justify="left")
     table.add_column(style="bold")
-    table.add_column(justify="right")
-    table.add_row("description", s.description or "-")
-    table.add_row("operations", str(s.operation_count))
+    table.add_column(justify="right", overflow="fold")
+    table.add_row("description", text(s.description or "-"))
+    table.add_row("operations", text(s.operation_count))
     for name, n in s.counts.items():
-        table.add_row(name.replace("_", " "), str(n))
+        table.add_row(text(name.replace("_", " ")), text(n))
     out.print(table)
     if s.failed:
-        failed = Table(title=f"Failed SKUs ({len(s.failed)})", title_justify="left")
+        failed = Table(title=Text(f"Failed SKUs ({len(s.failed)})"), title_justify="left")
         for col in ("operation", "sku", "status", "error_code", "message"):
             failed.add_column(col, overflow="fold")
         for f in s.failed[:50]:
-            failed.add_row(str(f["operation_key"]), f["sku"] or "-", str(f["status"]), str(f["error_code"]),
-                           f["result_message"] or "")
+            failed.add_row(text(f["operation_key"]), text(f["sku"] or "-"), text(f["status"]), text(f["error_code"]),
+                           text(f["result_message"] or ""))
         out.print(failed)
         if len(s.failed) > 50:
-            out.print(f"… and {len(s.failed) - 50} more (see --json)")
+            say(out, f"… and {len(s.failed) - 50} more (see --json)")
 
 
-@app.command("requeue")
+@app.command("requeue", cls=PlainCommand)
 def requeue_cmd(
     ctx: typer.Context,
     bulk_uuid: Annotated[str, typer.Argument(help="The bulk whose parked operations to re-drive.",
-                                             show_default=False)],
+                                             show_default=False, metavar="BULK_UUID")],
 ) -> None:
     """Republish a bulk's parked (status 2) operations and take their copies out of the failed queue.
 
@@ -182,11 +195,11 @@ def requeue_cmd(
     try:
         res = _call(requeue(cfg, bulk_uuid))
     except UnknownBulk as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
+        error(err, e)
         raise typer.Exit(EXIT_UNKNOWN) from None
-    out.print(f"requeued {res.requeued} operation(s) of bulk {bulk_uuid}; removed {res.removed_copies} parked "
-              f"cop{'y' if res.removed_copies == 1 else 'ies'} from the failed queue", highlight=False, soft_wrap=True)
+    say(out, f"requeued {res.requeued} operation(s) of bulk {bulk_uuid}; removed {res.removed_copies} parked "
+             f"cop{'y' if res.removed_copies == 1 else 'ies'} from the failed queue")
     if res.not_published:
-        err.print(f"[red]error:[/] {res.not_published} operation(s) could not be published and stay parked")
+        error(err, f"{res.not_published} operation(s) could not be published and stay parked")
         raise typer.Exit(EXIT_FAILED)
     raise typer.Exit(EXIT_OK)

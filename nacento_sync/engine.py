@@ -371,7 +371,13 @@ async def run_sync(
             received: list[signal.Signals] = []
             if handle_signals:
                 _install_signals(engine, received)
-            await engine.run(records)
+            try:
+                await engine.run(records)
+            except asyncio.CancelledError:
+                if len(received) < 2:  # not our second signal: someone else's cancellation
+                    raise
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                log.warning("stopped at once by a second %s: the open transaction is rolled back", received[1].name)
             engine.counters.s3_requests = dict(storage.requests)
             return (received[0] if received else None), engine.counters
         finally:
@@ -380,13 +386,16 @@ async def run_sync(
 
 def _install_signals(engine: Engine, received: list) -> None:
     """First SIGINT/SIGTERM: finish the current batch, then stop. Second: cancel now (the open
-    transaction is rolled back by the server, so the database stays consistent)."""
+    transaction is rolled back by the server, so the database stays consistent); `run_sync` then
+    returns normally with the first signal, so the committed batches are still reported."""
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
 
     def handler(sig: signal.Signals) -> None:
         received.append(sig)
-        if engine.stop_requested and main:
+        if len(received) == 1:
+            log.warning("%s: stopping after the current batch (send it again to stop at once)", sig.name)
+        elif len(received) == 2 and main:  # once: a third signal must not interrupt the clean-up
             main.cancel()
         engine.stop_requested = True
 

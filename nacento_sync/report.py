@@ -1,11 +1,14 @@
 """The run report: the original module's sync-bulk response shape, plus `deleted`, `missing`, `rejected`.
 
 Results are merged per SKU (a SKU sent twice keeps one result), rendered as JSON or as rich tables.
+Writing the report runs after batches have committed, so nothing in it may fail on a value: `to_json`
+is total, a failing output sink (`FanOut`) never stops the others, and every console cell is plain text.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from array import array
 from pathlib import Path
@@ -14,7 +17,9 @@ from typing import Any, TextIO
 from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from nacento_sync.console import plain, text
 from nacento_sync.models import Rejection, sku_key
 from nacento_sync.plan import ImageStats
 
@@ -39,6 +44,51 @@ WARNING_CODES = {
     "database_error": "the SKU's transaction failed; nothing was written for it",
 }
 COUNTERS = ImageStats.COUNTERS
+
+
+#: Lone surrogates: a value read from a file name or JSON escape that is not valid Unicode text.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _dump(data: Any) -> str:
+    """Readable JSON (UTF-8 text as is) in which a lone surrogate, which UTF-8 cannot encode, is
+    written as its `\\udxxx` escape: the JSON decodes back to the exact value."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(data, ensure_ascii=False))
+
+
+def to_json(data: Any) -> str:
+    """JSON text of report data that cannot fail: should the readable form ever raise, the same value
+    is written ASCII-escaped (any object it cannot encode as its repr)."""
+    try:
+        return _dump(data)
+    except Exception:
+        return json.dumps(data, ensure_ascii=True, default=repr, skipkeys=True)
+
+
+class FanOut:
+    """A text sink writing to several outputs (`--report FILE`, stdout), where one failing output
+    (a full disk, a closed pipe) is dropped and remembered instead of stopping the others."""
+
+    def __init__(self, **outputs: TextIO) -> None:
+        self.outputs = dict(outputs)
+        self.errors: dict[str, Exception] = {}
+
+    def write(self, data: str) -> None:
+        for name, output in list(self.outputs.items()):
+            try:
+                output.write(data)
+            except Exception as e:
+                self.errors[name] = e
+                del self.outputs[name]
+
+    def flush(self) -> None:
+        self.write("")
+        for name, output in list(self.outputs.items()):
+            try:
+                output.flush()
+            except Exception as e:
+                self.errors[name] = e
+                del self.outputs[name]
 
 
 class ImageStatsModel(BaseModel):
@@ -110,15 +160,17 @@ class ReportBuilder:
                  console_limit: int = 1000) -> None:
         self.summary = Report(request_id=request_id, mode=mode, dry_run=dry_run)
         self.console_limit = console_limit
-        self._results = open(spill, "w+") if spill else tempfile.TemporaryFile("w+")  # noqa: SIM115
-        self._rejected = tempfile.TemporaryFile("w+")  # noqa: SIM115
+        utf8 = {"mode": "w+", "encoding": "utf-8"}
+        self._results = open(spill, **utf8) if spill else tempfile.TemporaryFile(**utf8)  # noqa: SIM115
+        self._rejected = tempfile.TemporaryFile(**utf8)  # noqa: SIM115
         self._repeated: set[str] = set()
         self._changed = array("I")
         self.rejected_count = 0
 
     def reject(self, rejection: Rejection) -> None:
         self.rejected_count += 1
-        self._rejected.write(RejectedRecord(source=rejection.source, error=rejection.error).model_dump_json() + "\n")
+        record = RejectedRecord(source=rejection.source, error=rejection.error)
+        self._rejected.write(to_json(record.model_dump(mode="json")) + "\n")
 
     def repeated(self, sku: str) -> None:
         """Tell the builder a SKU comes again: its results are merged when the report is written."""
@@ -143,17 +195,19 @@ class ReportBuilder:
             s.warnings.extend(stats.warnings)
         if changed and product_id is not None:
             self._changed.append(product_id)
-        self._results.write(result.model_dump_json() + "\n")
+        self._results.write(to_json(result.model_dump(mode="json")) + "\n")
         self._results.flush()
 
     def finish(self, out: TextIO) -> Report:
-        """Write the final JSON document to `out`; return the summary (stats, first failures) for the console."""
+        """Write the final JSON document to `out`; return the summary (stats, first failures) for the console.
+
+        Spilled lines are copied as they were written (already JSON); only merged results are re-encoded."""
         r = self.summary
         st = Stats(rejected=self.rejected_count)
         notable: list[SkuResult] = []
         merged: dict[str, SkuResult] = {}
 
-        def emit(result: SkuResult, first: bool) -> None:
+        def emit(result: SkuResult, line: str | None, first: bool) -> None:
             st.skus_seen += 1
             if result.error:
                 st.error += 1
@@ -165,32 +219,32 @@ class ReportBuilder:
                 r.notable_count += 1
                 if len(notable) < self.console_limit:
                     notable.append(result)
-            out.write(("\n" if first else ",\n") + result.model_dump_json())
+            out.write(("\n" if first else ",\n") + (line or to_json(result.model_dump(mode="json"))))
 
-        out.write("{" + f'"request_id": {json.dumps(r.request_id)}, "mode": {json.dumps(r.mode)}, '
-                  f'"dry_run": {json.dumps(r.dry_run)},\n"results": [')
+        out.write("{" + f'"request_id": {to_json(r.request_id)}, "mode": {to_json(r.mode)}, '
+                  f'"dry_run": {to_json(r.dry_run)},\n"results": [')
         first = True
         self._results.seek(0)
         for line in self._results:
-            result = SkuResult.model_validate_json(line)
+            result = SkuResult.model_validate(json.loads(line))
             key = sku_key(result.sku)
             if key in self._repeated:
                 _merge_into(merged, key, result)
                 continue
-            emit(result, first)
+            emit(result, line.rstrip("\n"), first)
             first = False
         for result in merged.values():
-            emit(result, first)
+            emit(result, None, first)
             first = False
         out.write("\n],\n\"rejected\": [")
         self._rejected.seek(0)
         for i, line in enumerate(self._rejected):
             out.write(("\n" if i == 0 else ",\n") + line.rstrip("\n"))
             if i < self.console_limit:
-                r.rejected.append(RejectedRecord.model_validate_json(line))
+                r.rejected.append(RejectedRecord.model_validate(json.loads(line)))
         changed = sorted(set(self._changed))
-        out.write(f"\n],\n\"stats\": {st.model_dump_json()},\n\"run\": {json.dumps(r.run)},\n"
-                  f"\"changed_product_ids\": {json.dumps(changed)}}}\n")
+        out.write(f"\n],\n\"stats\": {to_json(st.model_dump(mode='json'))},\n\"run\": {to_json(r.run)},\n"
+                  f"\"changed_product_ids\": {to_json(changed)}}}\n")
         out.flush()
         self._results.close()
         self._rejected.close()
@@ -210,47 +264,52 @@ def _merge_into(merged: dict[str, SkuResult], key: str, result: SkuResult) -> No
     prev.image_stats.warnings.extend(result.image_stats.warnings)
 
 
-def render(report: Report, console: Console, limit: int = 50) -> None:
-    """A readable summary: the counters, then the SKUs that failed or warned, then rejected records."""
+def render(report: Report, console: Console, limit: int = 50, command: str = "sync") -> None:
+    """A readable summary: the counters, then the SKUs that failed or warned, then rejected records.
+
+    `command` names the run in the title (`sync`, `sku`). Every value from the export or the servers
+    (SKUs, request id, warnings, sources) is plain text: see nacento_sync.console."""
     st = report.stats
-    title = "nacento-sync " + ("dry run (nothing written)" if report.dry_run else "sync") + f" — mode {report.mode}"
-    summary = Table(title=title, show_header=False, title_justify="left")
+    title = f"nacento-sync {command}" + (" dry run (nothing written)" if report.dry_run else "") + \
+        f" — mode {plain(report.mode)}"
+    summary = Table(title=Text(title), show_header=False, title_justify="left")
     summary.add_column(style="bold")
     summary.add_column(justify="right")
-    rows: list[tuple[str, Any]] = [
-        ("request_id", report.request_id or "-"),
-        ("SKUs seen", st.skus_seen),
-        ("ok", st.ok),
-        ("error", f"[red]{st.error}[/]" if st.error else 0),
-        ("rejected records", f"[red]{st.rejected}[/]" if st.rejected else 0),
-        ("images inserted", st.inserted),
-        ("updated_value", st.updated_value),
-        ("updated_meta", st.updated_meta),
-        ("skipped_no_change", st.skipped_no_change),
-        ("deleted", st.deleted),
-        ("missing", f"[yellow]{st.missing}[/]" if st.missing else 0),
-        ("products changed", len(report.changed_product_ids)),
+    rows: list[tuple[str, Any, str | None]] = [
+        ("request_id", report.request_id or "-", None),
+        ("SKUs seen", st.skus_seen, None),
+        ("ok", st.ok, None),
+        ("error", st.error, "red" if st.error else None),
+        ("rejected records", st.rejected, "red" if st.rejected else None),
+        ("images inserted", st.inserted, None),
+        ("updated_value", st.updated_value, None),
+        ("updated_meta", st.updated_meta, None),
+        ("skipped_no_change", st.skipped_no_change, None),
+        ("deleted", st.deleted, None),
+        ("missing", st.missing, "yellow" if st.missing else None),
+        ("products changed", len(report.changed_product_ids), None),
     ]
-    for name, value in rows:
-        summary.add_row(name, str(value))
+    for name, value, style in rows:
+        summary.add_row(Text(name), text(value, style))
     console.print(summary)
 
     notable = report.results  # the first failed or warned SKUs only
     if notable:
-        table = Table(title=f"SKUs with errors or warnings ({report.notable_count})", title_justify="left")
+        table = Table(title=Text(f"SKUs with errors or warnings ({report.notable_count})"), title_justify="left")
         for col in ("sku", "product_id", "error", "warnings"):
             table.add_column(col, overflow="fold")
         for r in notable[:limit]:
-            table.add_row(r.sku, str(r.product_id or "-"), r.error or "", "\n".join(r.image_stats.warnings))
+            table.add_row(text(r.sku), text(r.product_id or "-"), text(r.error or ""),
+                          Text("\n").join(text(w) for w in r.image_stats.warnings))
         console.print(table)
         if report.notable_count > limit:
-            console.print(f"… and {report.notable_count - limit} more (see --json or --report FILE)")
+            console.print(Text(f"… and {report.notable_count - limit} more (see --json or --report FILE)"))
     if report.rejected:
-        table = Table(title=f"Rejected records ({len(report.rejected)})", title_justify="left")
-        table.add_column("source")
+        table = Table(title=Text(f"Rejected records ({st.rejected})"), title_justify="left")
+        table.add_column("source", overflow="fold")
         table.add_column("error", overflow="fold")
         for rej in report.rejected[:limit]:
-            table.add_row(rej.source, rej.error)
+            table.add_row(text(rej.source), text(rej.error))
         console.print(table)
         if st.rejected > limit:
-            console.print(f"… and {st.rejected - limit} more")
+            console.print(Text(f"… and {st.rejected - limit} more"))

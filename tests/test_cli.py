@@ -245,3 +245,43 @@ def test_lost_database_connection_stops_the_run_with_exit_3(store, bucket, confi
     assert by["SKU-2"]["error"] == "database_error"
     assert by["SKU-0"]["error"] is None and by["SKU-0"]["image_stats"]["inserted"] == 1
     assert store.table_counts()["catalog_product_entity_media_gallery"] == 2  # batch 1 committed, SKU-2 not
+
+
+def test_a_second_sigint_stops_at_once_exits_130_and_reports_the_committed_batches(store, bucket, config_file,
+                                                                                    tmp_path):
+    store.execute(
+        "CREATE TRIGGER nacento_test_slow BEFORE INSERT ON {catalog_product_entity_media_gallery_value} "
+        "FOR EACH ROW BEGIN IF NEW.label = 'slow' THEN SET @x = SLEEP(20); END IF; END")
+    items = []
+    for i in range(3):
+        store.add_product(f"SKU-{i}")
+        bucket.put(f"/a/b/{i}.jpg")
+        label = "slow" if i == 2 else "ok"
+        items.append({"sku": f"SKU-{i}", "images": [{"file_path": f"a/b/{i}.jpg", "label": label}]})
+    export = write_ndjson(tmp_path / "x.ndjson", items)
+    proc = subprocess.Popen([sys.executable, "-m", "nacento_sync", "--config", str(config_file), "sync", str(export),
+                             "--batch-size", "2", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    victim = None
+    while victim is None and time.monotonic() < deadline:  # the second batch is inside its INSERT
+        rows = store.query("SELECT id FROM information_schema.processlist WHERE db = %s AND info = %s",
+                           (store.database, "SET @x = SLEEP(20)"))
+        victim = rows[0]["id"] if rows else None
+        time.sleep(0.05)
+    assert victim is not None
+    proc.send_signal(signal.SIGINT)
+    first = ""
+    while "stopping after the current batch" not in first:  # the first signal was taken
+        line = proc.stderr.readline()
+        assert line, first
+        first += line
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=15)  # at once: not after the 20 s of the batch in flight
+    err = first + err
+    store.execute(f"KILL QUERY {int(victim)}")
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "CancelledError" not in err and "interrupted by SIGINT" in err
+    report = json.loads(out)
+    assert sorted(r["sku"] for r in report["results"]) == ["SKU-0", "SKU-1"]  # the committed batch, not SKU-2
+    assert report["stats"]["inserted"] == 2
+    assert store.table_counts()["catalog_product_entity_media_gallery"] == 2
