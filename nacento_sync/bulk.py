@@ -3,7 +3,8 @@
 We write Magento's own rows rather than a table of ours so operators follow an asynchronous run where
 they already look (System › Action Logs › Bulk Actions), and Magento's tooling reads the outcome.
 `magento_bulk`: one row per submission; `magento_operation`: one row per SKU, found by
-(`bulk_uuid`, `operation_key`), whose `status` tells where it stands.
+(`bulk_uuid`, `operation_key`), whose `status` tells where it stands. Magento has no unique key on
+(`bulk_uuid`, `operation_key`): nothing here relies on the database to keep an operation single.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from enum import IntEnum
 from typing import Any
 
 from nacento_sync.magento import SchemaError
+from nacento_sync.models import sku_key
 
 BULK_TABLE = "magento_bulk"
 OPERATION_TABLE = "magento_operation"
@@ -249,18 +251,51 @@ async def existing_bulks(conn, prefix: str, uuids: Iterable[str]) -> set[str]:
     return found
 
 
-async def insert_operation(conn, prefix: str, bulk_uuid: str, key: int | None, topic: str, data: str) -> Operation:
-    """An open operation for a message that has no row (the original module's async endpoint may not
-    write one); committed. `operation_count` is left alone: it counts what the bulk planned."""
+def matching_operation(ops: Sequence[Operation], key: int | None, data: str | None) -> Operation | None:
+    """The operation a message belongs to, among its bulk's `ops` (by id): the lowest id with its `key`; for
+    a message without a key (the original module's), one with the same SKU, an unfinished one first."""
+    if key is not None:
+        return next((op for op in ops if op.key == key), None)
+    sku = _sku_of(data)
+    if sku is None:
+        return None
+    same = [op for op in ops if (other := _sku_of(op.data)) is not None and sku_key(other) == sku_key(sku)]
+    return next((op for op in same if op.status not in FINISHED), same[0] if same else None)
+
+
+async def insert_operation(conn, prefix: str, bulk_uuid: str, key: int | None, topic: str,
+                           data: str) -> Operation | None:
+    """The operation of a message that had no row (the original module's async endpoint may not write
+    one): an open one is inserted unless one now matches (`matching_operation`); committed. None when the
+    bulk no longer exists. `operation_count` is left alone: it counts what the bulk planned.
+
+    Magento's table has no unique key to stop two workers inserting the same operation, so the bulk's row
+    is locked first: whoever waited for the lock then reads (a consistent read, whose snapshot starts after
+    the lock is granted) the row the other committed."""
     t = Tables(prefix)
-    async with conn.cursor() as cur:
-        await cur.execute(
-            f"INSERT INTO {t.operation} (bulk_uuid, operation_key, topic_name, serialized_data, status) "
-            "VALUES (%s, %s, %s, %s, %s)",
-            (bulk_uuid, key, topic, data, int(Status.OPEN)),
-        )
-        op_id = cur.lastrowid
-    await conn.commit()
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(f"SELECT id FROM {t.bulk} WHERE uuid = %s FOR UPDATE", (bulk_uuid,))
+            if await cur.fetchone() is None:
+                await conn.rollback()
+                return None
+            where = "" if key is None else " AND operation_key = %s"
+            await cur.execute(f"SELECT {_OP_COLUMNS} FROM {t.operation} WHERE bulk_uuid = %s{where} ORDER BY id",
+                              (bulk_uuid,) if key is None else (bulk_uuid, key))
+            found = matching_operation([_operation(r) for r in await cur.fetchall()], key, data)
+            if found is not None:
+                await conn.commit()
+                return found
+            await cur.execute(
+                f"INSERT INTO {t.operation} (bulk_uuid, operation_key, topic_name, serialized_data, status) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                (bulk_uuid, key, topic, data, int(Status.OPEN)),
+            )
+            op_id = cur.lastrowid
+        await conn.commit()
+    except BaseException:
+        await conn.rollback()
+        raise
     return Operation(int(op_id), bulk_uuid, key, topic, int(Status.OPEN), data)
 
 

@@ -18,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from magento_schema import MagentoStore, create_magento_store  # noqa: E402
+from magento_schema import MagentoStore, SchemaFilesMissing, create_magento_store  # noqa: E402
 
 _HOW = "run the tests with ./scripts/test (or `scripts/services start && . .run/env`)"
 
@@ -53,11 +53,17 @@ def _database_name(tag: str) -> str:
 
 @pytest.fixture
 def magento_factory(db_params: dict[str, Any]) -> Iterator[Callable[..., MagentoStore]]:
-    """`make(variant="ce", prefix="")` -> a fresh MagentoStore in its own database, dropped afterwards."""
+    """`make(variant="ce", prefix="")` -> a fresh MagentoStore in its own database, dropped afterwards.
+
+    Its tables come from Magento's own DDL (tests/magento_schema.py); without those files the test fails,
+    it never skips."""
     stores: list[MagentoStore] = []
 
     def make(variant: str = "ce", prefix: str = "") -> MagentoStore:
-        store = create_magento_store(db_params, _database_name(variant), variant, prefix)
+        try:
+            store = create_magento_store(db_params, _database_name(variant), variant, prefix)
+        except SchemaFilesMissing as e:
+            pytest.fail(str(e), pytrace=False)
         stores.append(store)
         return store
 

@@ -1,13 +1,24 @@
-"""The Magento test schema is faithful to Magento 2.4.8 where nacento-sync depends on it."""
+"""The test stores have Magento's own tables (from its schema files), where nacento-sync depends on them."""
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
+import magento_schema
 import pymysql
 import pytest
-from magento_schema import EE_CURRENT_VERSION, MAX_VERSION, MagentoStore
+from magento_schema import (
+    EE_CURRENT_VERSION,
+    EXTRA_TABLES,
+    MAX_VERSION,
+    SCHEMA_DIR_ENV,
+    MagentoStore,
+    SchemaFilesMissing,
+    magento_ddl,
+    schema_dir,
+)
 
 GALLERY = "catalog_product_entity_media_gallery"
 VALUE = "catalog_product_entity_media_gallery_value"
@@ -55,7 +66,7 @@ def foreign_keys(store: MagentoStore, table: str) -> dict[str, tuple[str, str, s
 # -- structure ---------------------------------------------------------------------------------------------
 
 
-def test_tables_are_innodb_utf8mb4_general_ci_with_prefix(magento: MagentoStore) -> None:
+def test_tables_are_innodb_utf8mb3_general_ci_with_prefix(magento: MagentoStore) -> None:
     rows = magento.query(
         "SELECT table_name AS name, engine, table_collation AS coll FROM information_schema.tables "
         "WHERE table_schema = %s",
@@ -64,7 +75,51 @@ def test_tables_are_innodb_utf8mb4_general_ci_with_prefix(magento: MagentoStore)
     assert sorted(r["name"] for r in rows) == sorted(magento.t(t) for t in magento.tables)
     for r in rows:
         assert r["name"].startswith(magento.prefix)
-        assert (r["engine"], r["coll"]) == ("InnoDB", "utf8mb4_general_ci"), r["name"]
+        assert (r["engine"], r["coll"]) == ("InnoDB", "utf8mb3_general_ci"), r["name"]
+    # The database's own default is utf8mb3 too, as a Magento install's is.
+    (schema,) = magento.query(
+        "SELECT default_character_set_name AS cs, default_collation_name AS coll FROM information_schema.schemata "
+        "WHERE schema_name = %s",
+        (magento.database,),
+    )
+    assert (schema["cs"], schema["coll"]) == ("utf8mb3", "utf8mb3_general_ci")
+
+
+def _file_columns(variant: str) -> dict[str, list[str]]:
+    """{table: column names in order}, read from Magento's schema file."""
+    out = {}
+    for sql in magento_ddl(variant):
+        if m := re.match(r"CREATE TABLE `(\w+)`", sql):
+            out[m.group(1)] = re.findall(r"^  `(\w+)` ", sql, flags=re.MULTILINE)
+    return out
+
+
+def test_tables_are_those_of_magentos_schema_file(magento: MagentoStore) -> None:
+    from_file = _file_columns(magento.variant)
+    # Every table of the file, the hand-written extras and nothing else.
+    assert set(magento.tables) == set(from_file) | set(EXTRA_TABLES)
+    assert {"catalog_eav_attribute", "magento_acknowledged_bulk"} <= set(from_file)
+    assert ("sequence_product" in from_file) == (magento.variant == "ee")
+    for table, names in from_file.items():
+        rows = magento.query(
+            "SELECT column_name AS name FROM information_schema.columns WHERE table_schema = %s "
+            "AND table_name = %s ORDER BY ordinal_position",
+            (magento.database, magento.t(table)),
+        )
+        assert [r["name"] for r in rows] == names, table
+        (create,) = magento.query(f"SHOW CREATE TABLE `{magento.t(table)}`")
+        assert "CHARSET=utf8mb3" in create["Create Table"], table
+    # The file turned foreign-key checks off; the store's session has them on again.
+    assert magento.query("SELECT @@SESSION.foreign_key_checks AS fk")[0]["fk"] == 1
+
+
+def test_a_four_byte_character_cannot_be_stored(magento: MagentoStore) -> None:
+    p = magento.add_product("SKU-1")
+    vid = magento.add_gallery_entry(p.link_id, "/a/b/ab.jpg", label="ok é ü", position=1)
+    assert magento.gallery(p.link_id)[0]["label"] == "ok é ü"  # 2-byte characters are fine
+    with pytest.raises(pymysql.err.DataError) as raised:
+        magento.add_value_row(vid, p.link_id, 1, "smile \U0001F600", 2)
+    assert raised.value.args[0] == 1366  # Incorrect string value
 
 
 def test_prefix_applies_to_indexes_foreign_keys_and_triggers(magento: MagentoStore) -> None:
@@ -163,6 +218,18 @@ def test_gallery_cascades_to_value_link_and_video_rows(magento: MagentoStore) ->
     after = magento.table_counts()
     assert (after[GALLERY], after[VALUE], after[TO_ENTITY], after[VIDEO]) == (1, 1, 1, 0)
     assert [e["value_id"] for e in magento.gallery(p.link_id)] == [keep]
+
+
+def test_video_table_primary_key_is_value_and_store(magento: MagentoStore) -> None:
+    idx = indexes(magento, VIDEO)
+    assert idx["PRIMARY"] == (True, ("value_id", "store_id"))
+    assert [name for name, (unique, _) in idx.items() if unique] == ["PRIMARY"]
+    p = magento.add_product("SKU-1")
+    vid = magento.add_gallery_entry(p.link_id, "/v/i/video.jpg", media_type="external-video")
+    magento.add_video_row(vid, "https://youtu.be/x")
+    magento.add_video_row(vid, "https://youtu.be/y", store_id=1)  # one row per store
+    with pytest.raises(pymysql.err.IntegrityError):
+        magento.add_video_row(vid, "https://youtu.be/z")
 
 
 def test_product_and_store_deletes_cascade(magento: MagentoStore) -> None:
@@ -371,8 +438,11 @@ def test_bulk_tables_match_magento(magento: MagentoStore) -> None:
         "PRIMARY": (True, ("id",)), p + "MAGENTO_BULK_UUID": (True, ("uuid",)),
         p + "MAGENTO_BULK_USER_ID": (False, ("user_id",)), p + "MAGENTO_BULK_START_TIME": (False, ("start_time",))}
     idx = indexes(magento, "magento_operation")
-    assert idx[p + "MAGENTO_OPERATION_BULK_UUID_OPERATION_KEY"] == (True, ("bulk_uuid", "operation_key"))
-    assert idx[p + "MAGENTO_OPERATION_BULK_UUID_ERROR_CODE"] == (False, ("bulk_uuid", "error_code"))
+    # No unique key on (bulk_uuid, operation_key): Magento does not have one.
+    assert idx == {
+        "PRIMARY": (True, ("id",)),
+        p + "MAGENTO_OPERATION_BULK_UUID_ERROR_CODE": (False, ("bulk_uuid", "error_code")),
+        p + "MAGENTO_OPERATION_STATUS_STARTED_AT": (False, ("status", "started_at"))}
     assert foreign_keys(magento, "magento_operation")["bulk_uuid"][1:] == (magento.t("magento_bulk"), "uuid",
                                                                            "CASCADE")
 
@@ -382,10 +452,45 @@ def test_bulk_uuid_is_unique_and_deleting_a_bulk_removes_its_operations(magento:
     with pytest.raises(pymysql.err.IntegrityError):
         magento.execute("INSERT INTO {magento_bulk} (uuid, operation_count) VALUES ('u-1', 1)")
     magento.execute("INSERT INTO {magento_operation} (bulk_uuid, operation_key, status) VALUES ('u-1', 1, 4), "
-                    "('u-1', 2, 4), ('u-1', NULL, 4), ('u-1', NULL, 4)")  # NULL keys never collide
-    with pytest.raises(pymysql.err.IntegrityError):
-        magento.execute("INSERT INTO {magento_operation} (bulk_uuid, operation_key) VALUES ('u-1', 1)")
+                    "('u-1', 2, 4), ('u-1', NULL, 4), ('u-1', NULL, 4)")
+    # Nothing stops a second operation with the same key: code must not rely on the database for that.
+    magento.execute("INSERT INTO {magento_operation} (bulk_uuid, operation_key) VALUES ('u-1', 1)")
+    keyed = magento.query("SELECT COUNT(*) AS n FROM {magento_operation} WHERE operation_key = 1")
+    assert keyed[0]["n"] == 2
     with pytest.raises(pymysql.err.IntegrityError):  # the bulk must exist
         magento.execute("INSERT INTO {magento_operation} (bulk_uuid, operation_key) VALUES ('nope', 1)")
     magento.execute("DELETE FROM {magento_bulk} WHERE uuid = 'u-1'")
     assert magento.table_counts()["magento_operation"] == 0
+
+
+# -- where the schema files come from ---------------------------------------------------------------------
+
+
+def test_schema_dir_is_shared_beside_the_repository_unless_overridden(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(SCHEMA_DIR_ENV, raising=False)
+    repo = Path(magento_schema.__file__).resolve().parents[1]
+    assert schema_dir() == repo.parent / "shared" / "magento-schema"  # found there, as in CI
+    for name in ("ce.sql", "ee.sql"):
+        (tmp_path / name).write_text("-- a comment\nSET FOREIGN_KEY_CHECKS = 0;\n\nCREATE TABLE `t` (\n  `a` int\n);\n")
+    monkeypatch.setenv(SCHEMA_DIR_ENV, str(tmp_path))
+    assert schema_dir() == tmp_path
+    assert magento_ddl("ee") == ("SET FOREIGN_KEY_CHECKS = 0", "CREATE TABLE `t` (\n  `a` int\n)")
+
+
+def test_missing_schema_files_fail_the_test_with_a_clear_message(monkeypatch, tmp_path: Path, magento_factory) -> None:
+    monkeypatch.setenv(SCHEMA_DIR_ENV, str(tmp_path / "nowhere"))
+    with pytest.raises(SchemaFilesMissing, match=SCHEMA_DIR_ENV):
+        schema_dir()
+    with pytest.raises(pytest.fail.Exception, match=r"nowhere/ce\.sql not found"):  # a failure, not a skip
+        magento_factory("ce")
+
+
+def test_prefix_renames_tables_references_and_keys() -> None:
+    sql = ("CREATE TABLE `store` (\n  `group_id` smallint,\n"
+           "  CONSTRAINT `STORE_GROUP_ID_STORE_GROUP_GROUP_ID` FOREIGN KEY (`group_id`) REFERENCES `store_group` "
+           "(`group_id`) ON DELETE CASCADE,\n  INDEX `STORE_GROUP_ID` (`group_id`)\n)")
+    assert magento_schema._with_prefix(sql, "mg_") == (
+        "CREATE TABLE `mg_store` (\n  `group_id` smallint,\n"
+        "  CONSTRAINT `MG_STORE_GROUP_ID_STORE_GROUP_GROUP_ID` FOREIGN KEY (`group_id`) REFERENCES `mg_store_group` "
+        "(`group_id`) ON DELETE CASCADE,\n  INDEX `MG_STORE_GROUP_ID` (`group_id`)\n)")
+    assert magento_schema._with_prefix(sql, "") == sql
