@@ -294,6 +294,15 @@ async def folder_sizes(conn, schema: Schema) -> dict[str, int]:
     return dict(sizes)
 
 
+async def gallery_values(conn, schema: Schema) -> list[str]:
+    """Every path in the gallery table, of any product and media type: one full read (there is no
+    index on `value`, and we never add one to Magento's tables)."""
+    async with conn.cursor() as cur:
+        await cur.execute(f"SELECT value FROM {schema.t('catalog_product_entity_media_gallery')} "
+                          "WHERE value IS NOT NULL")
+        return [r[0] for r in await cur.fetchall()]
+
+
 async def lock_products(conn, schema: Schema, link_ids: Sequence[int]) -> set[int]:
     """Lock the batch's product rows in a fixed order; returns the ones that still exist."""
     if not link_ids:
