@@ -64,6 +64,8 @@ class SyncConfig(_Section):
     batch_size: int = Field(200, ge=1, le=10_000)
     concurrency: int = Field(32, ge=1, le=1024)
     etag_strategy: Literal["auto", "head", "list"] = "auto"
+    #: After each batch, delete the resized copies (cache/<hash>/…) of images whose bytes changed or were deleted.
+    purge_cache: bool = False
 
 
 class QueueConfig(_Section):

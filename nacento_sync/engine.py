@@ -26,7 +26,8 @@ from nacento_sync.config import Config
 from nacento_sync.etags import EtagFinder, Strategy
 from nacento_sync.magento import NOT_FOUND, Product, Schema, Writer
 from nacento_sync.models import Item, Rejection, sku_key
-from nacento_sync.plan import ImageStats, Mode, ProductPlan, plan_product
+from nacento_sync.plan import ImageStats, Mode, ProductPlan, ProductState, plan_product
+from nacento_sync.purge import Purger
 from nacento_sync.report import ReportBuilder
 from nacento_sync.storage import Storage, StorageFailure
 
@@ -40,6 +41,8 @@ class Options:
     allow_empty: bool = False
     batch_size: int = 200
     etag_strategy: Strategy = "auto"
+    #: Delete the resized copies of images whose bytes changed or that were deleted (`--purge-cache`).
+    purge_cache: bool = False
 
 
 @dataclass
@@ -52,6 +55,9 @@ class Counters:
     statements: int = 0
     skus: int = 0
     s3_requests: dict[str, int] = field(default_factory=dict)
+    #: Resized-copy keys deleted (or that a dry run would send); images whose copies went stale.
+    cache_purged: int = 0
+    stale_images: int = 0
     #: Why the run stopped early (the database went away), if it did.
     fatal: str | None = None
 
@@ -129,6 +135,7 @@ class Engine:
     #: A second connection for product look-ups, so they overlap the previous batch's transaction.
     lookup_conn: Any = None
     etags: EtagFinder | None = None
+    purger: Purger | None = None
     counters: Counters = field(default_factory=Counters)
     stop_requested: bool = False
     _seen: SeenSet = field(default_factory=SeenSet)  # sku keys of earlier batches
@@ -137,6 +144,15 @@ class Engine:
         self.lookup_conn = self.lookup_conn or self.conn
         if self.etags is None:
             self.etags = EtagFinder(self.storage, self.options.etag_strategy, folder_sizes=self._folder_sizes)
+        if self.purger is None:
+            self.purger = Purger(self.storage, self._gallery_values, enabled=self.options.purge_cache,
+                                 dry_run=self.options.dry_run)
+
+    async def _gallery_values(self) -> list[str]:
+        """Every gallery path (one read per run, after a commit, on the idle writing connection)."""
+        values = await magento.gallery_values(self.conn, self.schema)
+        await self.conn.rollback()
+        return values
 
     async def _folder_sizes(self) -> dict[str, int]:
         sizes = await magento.folder_sizes(self.lookup_conn, self.schema)
@@ -301,6 +317,7 @@ class Engine:
             present = await magento.lock_products(self.conn, self.schema, links)
         states = await magento.read_states(self.conn, self.schema, sorted(present))
         plans: list[tuple[Outcome, ProductPlan]] = []
+        before: list[ProductState] = []
         for out, product in ready:
             if product.link_id not in present:  # deleted between the look-up and the lock
                 continue
@@ -308,6 +325,7 @@ class Engine:
             plan = plan_product(out.item, states[product.link_id], item_etags, self.options.mode,
                                 self.options.allow_empty, object_key=self.storage.key)
             plans.append((out, plan))
+            before.append(states[product.link_id])
         if self.options.dry_run:
             await self.conn.rollback()
         else:
@@ -324,6 +342,10 @@ class Engine:
                 out.error, out.product_id = NOT_FOUND, None
         for out, plan in plans:
             out.stats, out.changed = plan.stats, plan.writes and not self.options.dry_run
+        assert self.purger is not None
+        await self.purger.after_commit([(out.warnings, state, plan.ops)
+                                        for (out, plan), state in zip(plans, before, strict=True)])
+        self.counters.cache_purged, self.counters.stale_images = self.purger.purged, self.purger.stale
 
     async def _rollback(self) -> None:
         with contextlib.suppress(pymysql.err.MySQLError):

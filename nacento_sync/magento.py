@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import aiomysql
 import pymysql
 
+from nacento_sync import charset
 from nacento_sync.config import DatabaseConfig
 from nacento_sync.models import MANAGED_ROLES, ROLE_LABELS
 from nacento_sync.paths import stored_to_canonical
@@ -80,6 +81,8 @@ class Schema:
     autoinc_step: int = 1
     has_meta: bool = True
     attribute_codes: dict[int, str] = field(default_factory=dict)
+    #: Written columns that cannot hold 4-byte characters (`charset.SKU`… → their character set).
+    narrow: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.attribute_codes = {v: k for k, v in self.attribute_ids.items()}
@@ -177,9 +180,35 @@ async def detect_schema(conn, prefix: str) -> Schema:
         await cur.execute("SELECT @@innodb_autoinc_lock_mode, @@auto_increment_increment")
         lock_mode, step = await cur.fetchone()
         has_meta = await _table_exists(cur, f"{prefix}{META_TABLE}")
+        narrow = await _narrow_columns(cur, prefix)
     await conn.rollback()
     return Schema(prefix, link, ids, collation, charset, version, returning, int(lock_mode) <= 1, int(step),
-                  has_meta)
+                  has_meta, narrow=narrow)
+
+
+#: The columns whose character set decides what text can be written: (table, column) → charset.COLUMN.
+_TEXT_COLUMNS = {
+    ("catalog_product_entity", "sku"): charset.SKU,
+    ("catalog_product_entity_media_gallery", "value"): charset.PATH,
+    ("catalog_product_entity_media_gallery_value", "label"): charset.LABEL,
+    ("catalog_product_entity_varchar", "value"): charset.ROLE_VALUE,
+}
+
+
+async def _narrow_columns(cur, prefix: str) -> dict[str, str]:
+    """Which written columns cannot store 4-byte characters (Magento's `utf8mb3` tables on MariaDB)."""
+    pairs = list(_TEXT_COLUMNS)
+    await cur.execute(
+        "SELECT table_name, column_name, character_set_name FROM information_schema.columns "
+        f"WHERE table_schema = DATABASE() AND ({' OR '.join(['(table_name = %s AND column_name = %s)'] * len(pairs))})",
+        [x for table, column in pairs for x in (prefix + table, column)],
+    )
+    narrow = {}
+    for table, column, charset_name in await cur.fetchall():
+        key = _TEXT_COLUMNS.get((table[len(prefix):], column.lower()))
+        if key and charset_name and charset_name.lower() not in charset.WIDE_CHARSETS:
+            narrow[key] = charset_name
+    return narrow
 
 
 def _mariadb_at_least(version: str, wanted: tuple[int, int]) -> bool:
@@ -292,6 +321,15 @@ async def folder_sizes(conn, schema: Schema) -> dict[str, int]:
             sizes[folder] += int(n)
             sizes[folder.split("/", 1)[0]] += int(n)
     return dict(sizes)
+
+
+async def gallery_values(conn, schema: Schema) -> list[str]:
+    """Every path in the gallery table, of any product and media type: one full read (there is no
+    index on `value`, and we never add one to Magento's tables)."""
+    async with conn.cursor() as cur:
+        await cur.execute(f"SELECT value FROM {schema.t('catalog_product_entity_media_gallery')} "
+                          "WHERE value IS NOT NULL")
+        return [r[0] for r in await cur.fetchall()]
 
 
 async def lock_products(conn, schema: Schema, link_ids: Sequence[int]) -> set[int]:

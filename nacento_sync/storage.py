@@ -7,7 +7,7 @@ other failure, after botocore's retries, answers a `StorageFailure` that fails t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import aioboto3
@@ -140,3 +140,32 @@ class Storage:
             return StorageFailure(prefix, f"LIST: HTTP {_status(e)} {_code(e)}".strip())
         except (TimeoutError, BotoCoreError, OSError) as e:
             return StorageFailure(prefix, f"LIST: {type(e).__name__}")
+
+    async def cache_folders(self) -> list[str]:
+        """The `<hash>` folders of resized copies under `[<prefix>/]media/catalog/product/cache/`."""
+        prefix = self.key("/cache/")
+        folders: list[str] = []
+        token = None
+        while True:
+            args = {"Bucket": self.cfg.bucket, "Prefix": prefix, "Delimiter": "/", "MaxKeys": 1000}
+            if token:
+                args["ContinuationToken"] = token
+            async with self._sem:
+                self.requests["LIST"] += 1
+                page = await self._client.list_objects_v2(**args)
+            folders += [p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", ())]
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return [f for f in folders if f]
+
+    async def delete_keys(self, keys: Sequence[str]) -> tuple[int, list[str]]:
+        """One DeleteObjects request (≤ 1,000 keys): how many were deleted, and the errors S3 listed.
+
+        S3 answers success for a key that did not exist, so "deleted" counts keys sent less errors."""
+        self.requests["DELETE"] = self.requests.get("DELETE", 0) + 1
+        async with self._sem:
+            answer = await self._client.delete_objects(
+                Bucket=self.cfg.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
+        errors = [f"{e.get('Key', '?')}: {e.get('Code', '')} {e.get('Message', '')}".strip()
+                  for e in answer.get("Errors", ())]
+        return len(keys) - len(errors), errors

@@ -480,7 +480,8 @@ class Worker:
             await bulk.complete(cur, self.prefix, [(by_ordinal[o.item.ordinal].op.id, _result(o, by_ordinal[
                 o.item.ordinal].mode)) for o in outcomes])
 
-        options = Options(mode=group[0].mode, batch_size=len(group), etag_strategy=self.cfg.sync.etag_strategy)
+        options = Options(mode=group[0].mode, batch_size=len(group), etag_strategy=self.cfg.sync.etag_strategy,
+                          purge_cache=self.cfg.sync.purge_cache)
         # A fresh ETag finder per batch: a listing cached for the worker's lifetime would go stale.
         finder = EtagFinder(self.storage, options.etag_strategy, folder_sizes=self._folder_sizes)
         engine = Engine(self.db, self.schema, self.storage, options, report=None, before_commit=before_commit,

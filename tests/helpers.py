@@ -77,12 +77,12 @@ class Outcome:
 
 
 def run(cfg: dict[str, Any], export: Path, *, mode: str = "merge", dry_run: bool = False,
-        allow_empty: bool = False) -> Outcome:
+        allow_empty: bool = False, purge_cache: bool = False) -> Outcome:
     """Run a sync in-process, exactly as the CLI does, and return its report."""
     config = Config.model_validate(cfg)
     builder = ReportBuilder("test", mode, dry_run)
     options = Options(mode, dry_run, allow_empty, config.sync.batch_size,  # type: ignore[arg-type]
-                      config.sync.etag_strategy)
+                      config.sync.etag_strategy, purge_cache=purge_cache)
     _, counters = asyncio.run(run_sync(config, Feed([str(export)]), options, builder))
     text = io.StringIO()
     builder.finish(text)
