@@ -63,6 +63,7 @@ ENGINE_ERRORS: dict[str, tuple[ErrorCode, bool]] = {
     "ambiguous_sku": (ErrorCode.AMBIGUOUS_SKU, False),
     "storage_error": (ErrorCode.STORAGE_ERROR, True),
     "database_error": (ErrorCode.DATABASE_ERROR, True),
+    "invalid_data": (ErrorCode.INVALID_DATA, False),
 }
 
 

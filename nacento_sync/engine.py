@@ -22,6 +22,7 @@ from typing import Any
 import pymysql
 
 from nacento_sync import magento
+from nacento_sync.charset import fit_item
 from nacento_sync.config import Config
 from nacento_sync.etags import EtagFinder, Strategy
 from nacento_sync.magento import NOT_FOUND, Product, Schema, Writer
@@ -60,6 +61,10 @@ class Counters:
     stale_images: int = 0
     #: Why the run stopped early (the database went away), if it did.
     fatal: str | None = None
+
+
+#: The per-SKU error of an item whose SKU or a path the store's columns cannot hold (async mode).
+INVALID_DATA = "invalid_data"
 
 
 @dataclass
@@ -191,6 +196,7 @@ class Engine:
         early: dict[str, list[str]] = {}
         while chunk := await asyncio.to_thread(lambda: list(itertools.islice(it, self.options.batch_size))):
             for rec in chunk:
+                rec = rec if isinstance(rec, Rejection) else fit_item(rec, self.schema.narrow)
                 if isinstance(rec, Rejection):
                     if self.report:
                         self.report.reject(rec)
@@ -214,8 +220,16 @@ class Engine:
             yield list(batch.values()), early
 
     async def sync_batch(self, items: list[Item], early: dict[str, list[str]] | None = None) -> list[Outcome]:
-        """Sync a batch of distinct SKUs; returns one outcome per item, in order, and reports them."""
-        return await self._write(await self._lookup(items, early or {}))
+        """Sync a batch of distinct SKUs; returns one outcome per item, in order, and reports them.
+
+        An item the store's columns cannot hold (a 4-byte character in its SKU or a path, on `utf8mb3`
+        tables) is not looked up: its outcome is `invalid_data`."""
+        fitted = [fit_item(item, self.schema.narrow) for item in items]
+        storable = [f for f in fitted if isinstance(f, Item)]
+        done = iter(await self._write(await self._lookup(storable, early or {})) if storable else [])
+        return [next(done) if isinstance(f, Item) else
+                Outcome(item, error=INVALID_DATA, warnings=[f"{INVALID_DATA}: {f.error}"])
+                for item, f in zip(items, fitted, strict=True)]
 
     async def _lookup(self, items: list[Item], early: dict[str, list[str]]) -> _Batch:
         """Products by SKU and the ETags of their images: no lock held, nothing written."""

@@ -42,6 +42,7 @@ WARNING_CODES = {
     "role_unavailable": "the store has no such role attribute (e.g. swatch_image without Magento_Swatches)",
     "storage_error": "a storage request failed after retries; the SKU was not written",
     "database_error": "the SKU's transaction failed; nothing was written for it",
+    "unstorable_text": "a label has a character its column (utf8mb3) cannot store; the stored label stays",
     "cache_purge_failed": "deleting stale resized copies (--purge-cache) failed; the sync itself stands",
 }
 COUNTERS = ImageStats.COUNTERS

@@ -97,3 +97,34 @@ def test_detect_schema_finds_the_narrow_columns(magento, db_params, charset):
     magento.execute("ALTER TABLE {catalog_product_entity_media_gallery_value} MODIFY label VARCHAR(255) "
                     "CHARACTER SET utf8mb3 NULL")
     assert _detect(magento, db_params).get(LABEL) == "utf8mb3"
+
+
+def test_a_sync_on_magentos_utf8mb3_tables_drops_labels_and_rejects_skus_and_paths(magento, bucket, db_params,
+                                                                                     tmp_path):
+    from helpers import config_dict, install_meta, run, write_ndjson
+
+    install_meta(magento)
+    product = magento.add_product("SKU-1")
+    magento.add_product("SKU-2")
+    bucket.put("/a/b/a.jpg")
+    bucket.put("/a/b/b.jpg")
+    cfg = config_dict(magento, bucket, db_params)
+    first = write_ndjson(tmp_path / "1.ndjson", [{"sku": "SKU-1", "images": [{"file_path": "a/b/a.jpg",
+                                                                              "label": "Front"}]}])
+    assert run(cfg, first).report.stats.inserted == 1
+    export = write_ndjson(tmp_path / "2.ndjson", [
+        {"sku": "SKU-1", "images": [{"file_path": "a/b/a.jpg", "label": "Front 😀", "roles": ["base"]}]},
+        {"sku": "SKU-😀", "images": [{"file_path": "a/b/a.jpg"}]},
+        {"sku": "SKU-2", "images": [{"file_path": "a/b/🎉.jpg"}, {"file_path": "a/b/b.jpg"}]},
+    ])
+    out = run(cfg, export)
+    assert out.report.stats.rejected == 2 and out.report.stats.error == 0
+    errors = sorted(r.error for r in out.report.rejected)
+    assert errors == ["images[0].file_path: U+1F389 cannot be stored: the column is utf8mb3",
+                      "sku: U+1F600 cannot be stored: the column is utf8mb3"]
+    result = out.result("SKU-1")
+    assert result.image_stats.warnings == [
+        "unstorable_text: images[0].label: U+1F600 cannot be stored: the column is utf8mb3"]
+    (row,) = magento.gallery(product.link_id)
+    assert row["label"] == "Front"  # the stored label stays
+    assert magento.roles(product.link_id)[("image_label", 0)] == "Front"
