@@ -123,6 +123,10 @@ ModeOpt = Annotated[
     typer.Option("--mode", help="merge (default): add and update, never remove. replace: also delete the "
                  "product's images that the export does not list.", show_default=False),
 ]
+PurgeOpt = Annotated[bool, typer.Option(
+    "--purge-cache", help="After each batch commits, delete the resized copies (media/catalog/product/cache/<hash>/…) "
+    "of images whose bytes changed or that were deleted (config sync.purge_cache; needs s3:DeleteObject on "
+    "…/cache/*).")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Compute the same report, write nothing.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the JSON report alone on stdout (logs go to stderr).")]
 
@@ -202,6 +206,7 @@ def sync(
         show_default=False)] = None,
     allow_empty: Annotated[bool, typer.Option("--allow-empty", help="In replace mode, let an item with an empty "
                                               "image list delete all of its product's images.")] = False,
+    purge_cache: PurgeOpt = False,
 ) -> None:
     """Sync every SKU of one or more PIM exports.
 
@@ -209,7 +214,8 @@ def sync(
     """
     cfg = _config(ctx, need_storage=True, sync={"mode": mode.value if mode else None, "batch_size": batch_size,
                                                 "concurrency": concurrency,
-                                                "etag_strategy": etag_strategy.value if etag_strategy else None})
+                                                "etag_strategy": etag_strategy.value if etag_strategy else None,
+                                                "purge_cache": purge_cache or None})
     if report_file and (problem := report_path_problem(report_file)):
         error(err, f"--report {plain(report_file)}: {problem}")
         raise typer.Exit(EXIT_USAGE)
@@ -266,6 +272,7 @@ def sku(
     mode: ModeOpt = None,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
+    purge_cache: PurgeOpt = False,
 ) -> None:
     """Sync one SKU's gallery, e.g. nacento-sync sku SKU-001 --image m/y/front.jpg --image m/y/back.jpg"""
     if bool(images) == bool(image):
@@ -282,7 +289,8 @@ def sku(
     else:
         entries = [{"file_path": p} for p in image or []]
         source = "--image"
-    cfg = _config(ctx, need_storage=True, sync={"mode": mode.value if mode else None})
+    cfg = _config(ctx, need_storage=True, sync={"mode": mode.value if mode else None,
+                                                "purge_cache": purge_cache or None})
     record = parse_record({"sku": sku, "images": entries}, source, 1)
     code = _run(cfg, [record], dry_run=dry_run, allow_empty=False, json_out=json_out, report_file=None,
                 request_id=lambda: None, command="sku")
@@ -293,7 +301,8 @@ def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, all
          report_file: Path | None, request_id, total: int | None = None, done=lambda: 0, command: str) -> int:
     """Sync, then (batches committed) write the report, then render it: a failure after the commit never
     loses the report nor changes the exit code beyond README's table."""
-    options = Options(cfg.sync.mode, dry_run, allow_empty, cfg.sync.batch_size, cfg.sync.etag_strategy)
+    options = Options(cfg.sync.mode, dry_run, allow_empty, cfg.sync.batch_size, cfg.sync.etag_strategy,
+                      purge_cache=cfg.sync.purge_cache)
     spill = report_file.with_name(report_file.name + ".partial") if report_file else None
     builder = ReportBuilder(None, cfg.sync.mode, dry_run, spill=spill)
     started = time.monotonic()
@@ -316,10 +325,14 @@ def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, all
     except Exception:  # the feed's request id is only known once it was read; never worth losing the report
         builder.summary.request_id = datetime.now(UTC).strftime("sync-%Y%m%dT%H%M%SZ")
     builder.summary.run = {"seconds": round(time.monotonic() - started, 3), "batches": counters.batches,
-                           "s3_requests": counters.s3_requests, "sql_write_statements": counters.statements}
+                           "s3_requests": counters.s3_requests, "sql_write_statements": counters.statements,
+                           "cache_purged": counters.cache_purged, "stale_images": counters.stale_images}
     report, report_ok = _emit(builder, json_out, report_file)
     if report is not None and not json_out:
         _render(report, command)
+    if counters.stale_images and not options.purge_cache:
+        say(err, f"{counters.stale_images} image(s) changed bytes or were deleted: their resized copies "
+                 "(media/catalog/product/cache/) may be stale; re-run with --purge-cache to delete them")
     if counters.fatal:
         error(err, f"{counters.fatal}; the run stopped (completed batches are committed, re-run to finish)")
         code = EXIT_ACCESS

@@ -176,3 +176,30 @@ def test_a_failed_purge_is_a_warning_and_keeps_the_sync(store, bucket, db_params
     assert any(w.startswith("cache_purge_failed:") for w in result.image_stats.warnings)
     assert out.counters.cache_purged == 0
     assert run(cfg, export).report.stats.skipped_no_change == 2  # the new ETag was committed
+
+
+def test_the_cli_flag_purges_and_without_it_the_summary_says_how(store, bucket, db_params, tmp_path):
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from nacento_sync import cli
+
+    cfg = config_dict(store, bucket, db_params)
+    export = _two_images(store, bucket, tmp_path, cfg)
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text(yaml.safe_dump(cfg))
+    keys = _cached(bucket, "/a/b/a.jpg")
+    bucket.put("/a/b/a.jpg", b"new bytes")
+
+    def invoke(*args):
+        return CliRunner().invoke(cli.app, ["--config", str(config_file), *args], catch_exceptions=False)
+
+    dry = invoke("sync", str(export), "--json", "--dry-run")
+    assert json.loads(dry.stdout)["run"]["cache_purged"] == 0
+    assert "1 image(s) changed bytes or were deleted" in dry.stderr and "--purge-cache" in dry.stderr
+    done = invoke("sync", str(export), "--json", "--purge-cache")
+    assert done.exit_code == 0, done.stderr
+    assert json.loads(done.stdout)["run"]["cache_purged"] == 2 and "may be stale" not in done.stderr
+    assert not any(_exists(bucket, k) for k in keys)
