@@ -317,7 +317,7 @@ def _call(coro, access_errors: tuple[type[Exception], ...] = ACCESS_ERRORS):
     except access_errors as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
         raise typer.Exit(EXIT_ACCESS) from None
-    except magento.SchemaError as e:
+    except (magento.SchemaError, ConfigError) as e:  # ConfigError: queue.url, checked by the queue commands
         err.print(f"[red]error:[/] {e}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
 
