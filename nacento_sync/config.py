@@ -175,8 +175,9 @@ _MIN_SECRET = 3
 
 def _secret_forms(secret: str | SecretStr | None) -> Iterator[str]:
     text = secret.get_secret_value() if isinstance(secret, SecretStr) else secret or ""
-    if m := re.match(r"^[a-z]+://[^:/@]*:(.*)@", text):  # a URL: its password, escaped and not
-        text = m[1]
+    if re.match(r"^[a-z]+://", text):  # a URL: only its password (escaped and not) is secret
+        m = re.match(r"^[a-z]+://[^:/@]*:(.*)@", text)
+        text = m[1] if m else ""
     for form in dict.fromkeys((text, unquote(text))):
         if len(form) >= _MIN_SECRET:
             yield form

@@ -361,6 +361,7 @@ def test_a_secret_is_masked_wherever_a_validation_message_might_quote_it(tmp_pat
     ("password s3cr/et#X?y or s3cr%2Fet%23X%3Fy", [SecretStr("amqp://u:s3cr%2Fet%23X%3Fy@h/")],
      "password *** or ***"),
     ("nothing secret here", ["ab", None, ""], "nothing secret here"),
+    ("amqp://guest@rabbit/ refused", [SecretStr("amqp://guest@rabbit/")], "amqp://guest@rabbit/ refused"),
 ])
 def test_mask_hides_url_passwords_and_given_secrets(text, secrets, expected):
     assert mask(text, *secrets) == expected
