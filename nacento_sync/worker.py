@@ -205,8 +205,9 @@ class Worker:
         except queue.BROKER_ERRORS as e:
             with contextlib.suppress(BaseException):
                 await conn.close()
-            raise queue.BrokerUnreachable(f"RabbitMQ at {redact_url(self.cfg.queue.url)}: "
-                                          f"{scrub(str(e), self.cfg.queue.url)}") from None
+            reason = (f"no answer within {queue.CONNECT_TIMEOUT:g} s" if isinstance(e, TimeoutError)
+                      else scrub(str(e), self.cfg.queue.url))
+            raise queue.BrokerUnreachable(f"RabbitMQ at {redact_url(self.cfg.queue.url)}: {reason}") from None
         self.generation += 1
         self.conn, self.channel, self.work_queue = conn, channel, work
         lost = asyncio.Event()
