@@ -44,6 +44,7 @@ async def requeue(cfg: Config, bulk_uuid: str) -> RequeueResult:
     take the bulk's copies out of the parking queue."""
     prefix = cfg.database.table_prefix
     topo = queue.Topology.from_config(cfg.queue)
+    cfg.queue.checked_url()  # a bad queue.url is a config error (exit 2) before the database is touched
     conn = await magento.connect(cfg.database)
     try:
         await bulk.check_tables(conn, prefix)

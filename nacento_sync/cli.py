@@ -483,7 +483,7 @@ def _call(coro, access_errors: tuple[type[Exception], ...] = ACCESS_ERRORS):
     except access_errors as e:
         error(err, e)
         raise typer.Exit(EXIT_ACCESS) from None
-    except (magento.SchemaError, FeedError) as e:
+    except (magento.SchemaError, FeedError, ConfigError) as e:  # ConfigError: queue.url, checked by the queue commands
         error(err, e)
         raise typer.Exit(EXIT_USAGE) from None
 

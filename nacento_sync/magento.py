@@ -7,8 +7,10 @@ schema; on Adobe Commerce the product's active staging row is the one written.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import struct
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ import aiomysql
 import pymysql
 
 from nacento_sync import charset
-from nacento_sync.config import DatabaseConfig
+from nacento_sync.config import DatabaseConfig, mask
 from nacento_sync.models import MANAGED_ROLES, ROLE_LABELS
 from nacento_sync.paths import stored_to_canonical
 from nacento_sync.plan import (
@@ -105,29 +107,96 @@ def _chunks(seq: Sequence, size: int = CHUNK):
         yield seq[i : i + size]
 
 
+#: What aiomysql raises for a lost connection; a statement that outlives `database.read_timeout` raises it too.
+LOST_CONNECTION = 2013
+
+
+class _Connection(aiomysql.Connection):
+    """aiomysql's connection, whose every wait for the server is bounded by `read_timeout`.
+
+    aiomysql has no statement timeout: a server (or a lock) that never answers would hold the run
+    forever. A read that gets nothing for `read_timeout` seconds closes the connection and raises
+    error 2013, "Lost connection", which the engine and the worker already handle as a lost connection.
+    """
+
+    def __init__(self, *args, read_timeout: float | None = None, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.read_timeout = read_timeout
+
+    async def _read_bytes(self, num_bytes: int) -> bytes:
+        reader = self._reader
+        # Already buffered (most rows of a result): no timer needed.
+        if self.read_timeout is None or reader is None or len(getattr(reader, "_buffer", b"")) >= num_bytes:
+            return await super()._read_bytes(num_bytes)
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                return await super()._read_bytes(num_bytes)
+        except TimeoutError:
+            self.close()
+            raise pymysql.err.OperationalError(
+                LOST_CONNECTION, f"Lost connection to MySQL server during query (no answer for "
+                f"{self.read_timeout:g} s: database.read_timeout)") from None
+
+
 async def connect(cfg: DatabaseConfig, **kw) -> aiomysql.Connection:
-    """Open one connection (utf8mb4, autocommit off); access problems become DatabaseAccessError."""
+    """Open one connection (utf8mb4, autocommit off); access problems become DatabaseAccessError.
+
+    The whole of it (TCP connect, the server's greeting, login) takes at most `database.connect_timeout`:
+    aiomysql's own `connect_timeout` bounds the TCP connect only.
+    """
     args = dict(
         user=cfg.user,
         password=cfg.password.get_secret_value(),
         db=cfg.name,
         charset="utf8mb4",
         autocommit=False,
-        connect_timeout=10,
+        connect_timeout=cfg.connect_timeout,
     )
     if cfg.unix_socket:
         args["unix_socket"] = cfg.unix_socket
     else:
         args.update(host=cfg.host, port=cfg.port)
+    conn = _Connection(**args, read_timeout=cfg.read_timeout, **kw)
     try:
-        return await aiomysql.connect(**args, **kw)
-    except pymysql.err.OperationalError as e:
-        code = e.args[0] if e.args else 0
-        where = cfg.unix_socket or f"{cfg.host}:{cfg.port}"
-        raise DatabaseAccessError(f"cannot connect to MySQL at {where} as {cfg.user!r} (database "
-                                  f"{cfg.name!r}): error {code}") from None
+        async with asyncio.timeout(cfg.connect_timeout):
+            await conn._connect()  # what aiomysql.connect() does, with our connection class
+        return conn
+    except TimeoutError:
+        conn.close()
+        raise access_error(cfg, _no_answer(cfg)) from None
+    except pymysql.err.MySQLError as e:
+        conn.close()
+        raise access_error(cfg, _server_said(cfg, e)) from None
     except OSError as e:
-        raise DatabaseAccessError(f"cannot connect to MySQL: {e}") from None
+        conn.close()
+        raise access_error(cfg, e.strerror or type(e).__name__) from None
+    except (ValueError, LookupError, struct.error) as e:  # garbage where a MySQL greeting should be
+        conn.close()
+        raise access_error(cfg, f"the server does not answer as MySQL does ({type(e).__name__})") from None
+
+
+def _no_answer(cfg: DatabaseConfig) -> str:
+    return f"no answer within {cfg.connect_timeout:g} s (database.connect_timeout)"
+
+
+def _server_said(cfg: DatabaseConfig, e: pymysql.err.MySQLError) -> str:
+    """`error <number>: <the server's message>`, with the socket error behind a failed connect."""
+    code = e.args[0] if e.args and isinstance(e.args[0], int) else None
+    text = str(e.args[1]) if len(e.args) > 1 else (str(e.args[0]) if e.args and code is None else "")
+    cause = e.__cause__
+    if isinstance(cause, TimeoutError):
+        return _no_answer(cfg)
+    if isinstance(cause, OSError):
+        text = f"{text} ({cause.strerror or type(cause).__name__})"
+    return f"error {code}: {text}" if code is not None else text or type(e).__name__
+
+
+def access_error(cfg: DatabaseConfig, detail: str) -> DatabaseAccessError:
+    """The one-line message of a failed connect: where, as whom, which database, and what the server
+    said; the password masked wherever it might appear; where the config was looked for if none was found."""
+    where = cfg.unix_socket or f"{cfg.host}:{cfg.port}"
+    text = f"cannot connect to MySQL at {where} as {cfg.user!r} (database {cfg.name!r}): {detail}"
+    return DatabaseAccessError(cfg.explain(mask(text, cfg.password)))
 
 
 async def _table_exists(cur, name: str) -> bool:

@@ -32,6 +32,9 @@ ATTEMPT_HEADER = "x-nacento-attempt"
 ERROR_HEADER = "x-nacento-error"
 #: Publishes awaiting their confirm at once.
 IN_FLIGHT = 500
+#: Seconds to connect to RabbitMQ, the AMQP handshake and login included: a broker that accepts the
+#: connection and never answers fails the command within this.
+CONNECT_TIMEOUT = 10.0
 
 
 class BrokerUnreachable(Exception):
@@ -69,13 +72,28 @@ class Topology:
         return f"{self.queue}.failed"
 
 
-async def connect(url: SecretStr, *, timeout: float = 10) -> AbstractConnection:
-    """A plain (not robust) connection; the worker reconnects by itself."""
+def startup_bound() -> float:
+    """How long `connect` may take at most."""
+    return CONNECT_TIMEOUT
+
+
+async def connect(target: QueueConfig | SecretStr, *, timeout: float = CONNECT_TIMEOUT) -> AbstractConnection:
+    """A plain (not robust) connection; the worker reconnects by itself.
+
+    `target` is the queue section (preferred: the error then says when no config file was found) or
+    its URL. A URL a client library cannot parse raises ConfigError naming `queue.url`, quoting none of
+    it; an unreachable, refusing or silent broker raises BrokerUnreachable within `timeout` seconds.
+    """
+    section = target if isinstance(target, QueueConfig) else QueueConfig(url=target)
+    url = section.checked_url()
     try:
-        return await aio_pika.connect(url.get_secret_value(), timeout=timeout)
+        async with asyncio.timeout(timeout):  # aio-pika bounds the handshake too; this also covers DNS
+            return await aio_pika.connect(url.get_secret_value(), timeout=timeout)
     except BROKER_ERRORS as e:
-        raise BrokerUnreachable(f"cannot connect to RabbitMQ at {redact_url(url)}: "
-                                f"{type(e).__name__}: {scrub(str(e), url)}") from None
+        reason = f"no answer within {timeout:g} s" if isinstance(e, TimeoutError) else \
+            f"{type(e).__name__}: {scrub(str(e), url)}"
+        raise BrokerUnreachable(section.explain(f"cannot connect to RabbitMQ at {redact_url(url)}: "
+                                                f"{reason}")) from None
 
 
 async def open_channel(conn: AbstractConnection, prefetch: int | None = None) -> AbstractChannel:

@@ -1,7 +1,8 @@
 """The bucket adapter: one question, "what is the ETag of each of these images?", asked concurrently.
 
 An ETag is an opaque version token (stored without quotes); a missing object answers None; any
-other failure, after botocore's retries, answers a `StorageFailure` that fails the SKU.
+other failure, after botocore's retries, answers a `StorageFailure` that fails the SKU. Every request is
+bounded: `storage.connect_timeout` + `storage.read_timeout` per attempt, `ATTEMPTS` attempts.
 """
 
 from __future__ import annotations
@@ -14,12 +15,42 @@ import aioboto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from nacento_sync.config import StorageConfig
+from nacento_sync.config import StorageConfig, mask
 from nacento_sync.paths import object_key
 
 
 class StorageAccessError(Exception):
     """The bucket cannot be reached or refuses us (exit code 3)."""
+
+
+#: botocore attempts per request, the first included ("standard" mode: throttling and 5xx are retried
+#: with jittered exponential backoff).
+ATTEMPTS = 3
+#: botocore's standard backoff: before retry i (1-based), a random wait of up to min(2 ** (i - 1), 20) s.
+_BACKOFF_BASE, _BACKOFF_CAP = 2, 20
+
+
+def boto_config(cfg: StorageConfig, pool: int) -> BotoConfig:
+    """The client's timeouts and retries: what `request_bound` computes with."""
+    return BotoConfig(
+        max_pool_connections=pool,
+        retries={"total_max_attempts": ATTEMPTS, "mode": "standard"},  # "max_attempts" would count retries
+        connect_timeout=cfg.connect_timeout,
+        read_timeout=cfg.read_timeout,
+        s3={"addressing_style": "path" if cfg.path_style else "auto"},
+    )
+
+
+def request_bound(connect_timeout: float, read_timeout: float, attempts: int = ATTEMPTS) -> float:
+    """The longest one request can take against an endpoint that never answers: each attempt waits for
+    the connection and then for the answer, and botocore's backoff sleeps between attempts. Pure."""
+    backoff = sum(min(_BACKOFF_BASE ** i, _BACKOFF_CAP) for i in range(attempts - 1))
+    return attempts * (connect_timeout + read_timeout) + backoff
+
+
+def startup_bound(cfg: StorageConfig) -> float:
+    """How long `check_access` may take at most (also enforced, in case DNS or the credential chain hangs)."""
+    return request_bound(cfg.connect_timeout, cfg.read_timeout)
 
 
 @dataclass(frozen=True)
@@ -57,13 +88,7 @@ class Storage:
 
     async def __aenter__(self) -> Storage:
         session = aioboto3.Session()
-        boto_cfg = BotoConfig(
-            max_pool_connections=self.concurrency,
-            retries={"max_attempts": 5, "mode": "standard"},
-            connect_timeout=10,
-            read_timeout=30,
-            s3={"addressing_style": "path" if self.cfg.path_style else "auto"},
-        )
+        boto_cfg = boto_config(self.cfg, self.concurrency)
         self._ctx = session.client(
             "s3",
             endpoint_url=self.cfg.endpoint or None,
@@ -80,21 +105,35 @@ class Storage:
             await self._ctx.__aexit__(*exc)
 
     async def check_access(self) -> None:
-        """One request before any write: the bucket exists and we may list it (needed for honest 404s)."""
-        where = f"bucket {self.cfg.bucket!r}" + (f" at {self.cfg.endpoint}" if self.cfg.endpoint else "")
+        """One request before any write: the bucket exists and we may list it (needed for honest 404s).
+        Takes at most `startup_bound(cfg)` seconds, however silent the endpoint."""
+        cfg = self.cfg
+        where = f"bucket {cfg.bucket!r}" + (f" at {cfg.endpoint}" if cfg.endpoint else "")
+        limit = startup_bound(cfg)
         try:
-            await self._client.head_bucket(Bucket=self.cfg.bucket)
+            async with asyncio.timeout(limit):
+                await self._client.head_bucket(Bucket=cfg.bucket)
         except ClientError as e:
             status = _status(e)
             if status == 404:
-                raise StorageAccessError(f"{where} does not exist") from None
+                raise self._error(f"{where} does not exist") from None
             if status == 403:
-                raise StorageAccessError(
+                raise self._error(
                     f"access to {where} denied: the credentials need s3:GetObject and s3:ListBucket"
                 ) from None
-            raise StorageAccessError(f"{where}: {_code(e) or status}") from None
+            raise self._error(f"{where}: {_code(e) or status}") from None
+        except TimeoutError:
+            raise self._error(f"{where} unreachable: no answer within {limit:g} s") from None
         except (BotoCoreError, OSError) as e:
-            raise StorageAccessError(f"{where} unreachable: {e}") from None
+            hint = ""
+            if "timeout" in type(e).__name__.lower():
+                hint = (f" ({ATTEMPTS} attempts, storage.connect_timeout {cfg.connect_timeout:g} s, "
+                        f"storage.read_timeout {cfg.read_timeout:g} s)")
+            raise self._error(f"{where} unreachable: {e}{hint}") from None
+
+    def _error(self, text: str) -> StorageAccessError:
+        """A one-line access error: endpoint URLs and credentials masked wherever they are quoted."""
+        return StorageAccessError(self.cfg.explain(mask(text, self.cfg.secret_key, self.cfg.access_key)))
 
     async def head_etags(self, paths: Iterable[str]) -> dict[str, EtagResult]:
         """ETag of each canonical image path, HEAD requests bounded by `concurrency`."""

@@ -140,7 +140,9 @@ class Worker:
 
     async def run(self, *, handle_signals: bool = False) -> WorkerStats:
         """Check the database, the bucket and the broker (raising their access errors), then consume
-        until stopped by `--max-messages`, `--idle-exit` or a signal."""
+        until stopped by `--max-messages`, `--idle-exit` or a signal. A bad `queue.url` raises ConfigError
+        before anything is opened; each check gives up within its start-up bound."""
+        self.cfg.queue.checked_url()
         async with open_adapters(self.cfg) as (conn, schema, storage):
             await bulk.check_tables(conn, self.prefix)
             self.db, self.schema, self.storage = conn, schema, storage
@@ -195,15 +197,17 @@ class Worker:
     # ------------------------------------------------------------ broker
 
     async def _open_broker(self) -> None:
-        conn = await queue.connect(self.cfg.queue.url)
+        conn = await queue.connect(self.cfg.queue)
         try:
-            channel = await queue.open_channel(conn, prefetch=self.options.concurrency)
-            _, work = await queue.declare(channel, self.topo)
+            async with asyncio.timeout(queue.CONNECT_TIMEOUT):  # a broker gone silent after the handshake
+                channel = await queue.open_channel(conn, prefetch=self.options.concurrency)
+                _, work = await queue.declare(channel, self.topo)
         except queue.BROKER_ERRORS as e:
             with contextlib.suppress(BaseException):
                 await conn.close()
-            raise queue.BrokerUnreachable(f"RabbitMQ at {redact_url(self.cfg.queue.url)}: "
-                                          f"{scrub(str(e), self.cfg.queue.url)}") from None
+            reason = (f"no answer within {queue.CONNECT_TIMEOUT:g} s" if isinstance(e, TimeoutError)
+                      else scrub(str(e), self.cfg.queue.url))
+            raise queue.BrokerUnreachable(f"RabbitMQ at {redact_url(self.cfg.queue.url)}: {reason}") from None
         self.generation += 1
         self.conn, self.channel, self.work_queue = conn, channel, work
         lost = asyncio.Event()
