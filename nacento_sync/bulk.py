@@ -47,6 +47,7 @@ FINISHED = (Status.COMPLETE, Status.NOT_RETRIABLY_FAILED, Status.REJECTED)
 class ErrorCode(IntEnum):
     """`magento_operation.error_code`: a fixed table (README, "Asynchronous mode"), one code per cause."""
 
+    UNKNOWN = 0  # Magento's own cron: an operation open for over 12 h was marked failed ("Unknown Error")
     PRODUCT_NOT_FOUND = 1  # retriable: the product may not be committed yet
     AMBIGUOUS_SKU = 2  # not retriable: several products have this SKU
     STORAGE_ERROR = 3  # retriable: the bucket failed (after the client's own retries)
@@ -325,11 +326,12 @@ async def complete(cur, prefix: str, results: Sequence[tuple[int, str]]) -> None
 
 @dataclass(frozen=True)
 class Failure:
-    """An operation's new status after a failure (status 4 with a message = a retry is scheduled)."""
+    """An operation's new status after a failure. A retry keeps status 4 with no code (`None`): Magento's
+    admin "Retry" button deletes every operation that carries an `error_code`, whatever its status."""
 
     id: int
     status: Status
-    code: ErrorCode
+    code: ErrorCode | None
     message: str
     result: str | None = None
 
@@ -342,7 +344,7 @@ async def record_failures(conn, prefix: str, failures: Sequence[Failure]) -> Non
             await cur.execute(
                 f"UPDATE {t.operation} SET status = %s, error_code = %s, result_message = %s, "
                 "result_serialized_data = COALESCE(%s, result_serialized_data) WHERE id = %s",
-                (int(f.status), int(f.code), fit_message(f.message),
+                (int(f.status), None if f.code is None else int(f.code), fit_message(f.message),
                  f.result, f.id),
             )
     await conn.commit()

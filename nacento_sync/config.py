@@ -97,6 +97,10 @@ class SyncConfig(_Section):
     purge_cache: bool = False
 
 
+#: Magento's cron `bulk_mark_incomplete_operations_as_failed` fails operations open for longer than this.
+MAX_RETRY_SECONDS = 12 * 3600
+
+
 class QueueConfig(_Section):
     """The RabbitMQ broker and names used by `submit` / `worker` (asynchronous mode)."""
 
@@ -132,6 +136,9 @@ class QueueConfig(_Section):
     def _positive(cls, value: list[int]) -> list[int]:
         if any(d < 1 or d > 86_400 for d in value):
             raise ValueError("each delay must be between 1 and 86400 seconds")
+        if sum(value) > MAX_RETRY_SECONDS:
+            raise ValueError(f"the delays add up to {sum(value)} s, over {MAX_RETRY_SECONDS} s (12 h): Magento's cron "
+                             "marks operations open longer than that as failed")
         return value
 
 

@@ -535,7 +535,7 @@ class Worker:
         parks = [p for p in problems if p.held.attempt >= len(delays)]
         if retries:
             await bulk.record_failures(self.db, self.prefix, [
-                Failure(p.held.op.id, Status.OPEN, p.code,
+                Failure(p.held.op.id, Status.OPEN, None,
                         f"{p.message} (retry {p.held.attempt + 1} of {len(delays)} in "
                         f"{delays[p.held.attempt]}s)") for p in retries])
             sent = await self._republish([(p, self.topo.retry_queue(delays[p.held.attempt]), p.held.attempt + 1)

@@ -112,3 +112,15 @@ def test_operation_data_carries_only_the_fields_the_worker_reads(junk):
                                             "disabled": False, "roles": ["base"]}],
                     "mode": "merge", "request_id": "op-1"}
     assert isinstance(parse_record(data, "op", 1), Item)
+
+
+@pytest.mark.parametrize(("delays", "ok"), [([10, 60, 600], True), ([43_200], True), ([21_600, 21_600], True),
+                                             ([43_201], False), ([30_000, 13_201], False), ([86_400], False)])
+def test_retry_delays_over_twelve_hours_are_a_config_error(delays, ok):
+    from pydantic import ValidationError
+
+    if ok:
+        assert QueueConfig(retry_delays=delays).retry_delays == delays
+    else:
+        with pytest.raises(ValidationError, match="12 h"):
+            QueueConfig(retry_delays=delays)
