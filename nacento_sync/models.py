@@ -22,6 +22,20 @@ NO_SELECTION = "no_selection"
 
 
 @dataclass(frozen=True)
+class StoreValues:
+    """One image's values for one store view (the feed's `stores[<code>]`).
+
+    A field the feed did not send is not in `given` (the merge rules decide what the store view shows); a
+    field sent as `null` (or a label sent as `""`) is in `given` with the value None: "no store-view value",
+    the store view shows the store-0 value."""
+
+    label: str | None = None
+    position: int | None = None
+    disabled: bool | None = None
+    given: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class DesiredImage:
     """One image of an item, with its path in Magento's canonical form (`/m/y/a.jpg`)."""
 
@@ -34,6 +48,8 @@ class DesiredImage:
     disabled: bool | None = None
     #: Magento role codes (`image`, `small_image`, ...) this image holds after de-duplication.
     roles: tuple[str, ...] = ()
+    #: Store-view values by store code (`stores` in the feed), in feed order.
+    stores: tuple[tuple[str, StoreValues], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -46,6 +62,9 @@ class Item:
     ordinal: int = 0
     #: Validation warnings (`"<code>: <message>"`), e.g. unknown roles.
     warnings: tuple[str, ...] = field(default=())
+    #: Store-view roles (`store_roles` in the feed): (store code, ((role code, canonical path or None), ...)).
+    #: None means `no_selection` on that store view; every path is one of the item's images.
+    store_roles: tuple[tuple[str, tuple[tuple[str, str | None], ...]], ...] = ()
 
 
 @dataclass(frozen=True)
