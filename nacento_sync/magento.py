@@ -37,6 +37,7 @@ from nacento_sync.plan import (
     UpsertMeta,
     ValueRow,
 )
+from nacento_sync.storeviews import StoreRow
 
 META_TABLE = "nacento_media_gallery_meta"
 ATTRIBUTES = ("media_gallery", *MANAGED_ROLES, *ROLE_LABELS.values())
@@ -85,6 +86,8 @@ class Schema:
     attribute_codes: dict[int, str] = field(default_factory=dict)
     #: Written columns that cannot hold 4-byte characters (`charset.SKU`… → their character set).
     narrow: dict[str, str] = field(default_factory=dict)
+    #: The store views (`store.code` → `store_id`, store_id > 0), resolved once per run.
+    views: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.attribute_codes = {v: k for k, v in self.attribute_ids.items()}
@@ -250,9 +253,11 @@ async def detect_schema(conn, prefix: str) -> Schema:
         lock_mode, step = await cur.fetchone()
         has_meta = await _table_exists(cur, f"{prefix}{META_TABLE}")
         narrow = await _narrow_columns(cur, prefix)
+        await cur.execute(f"SELECT code, store_id FROM `{prefix}store` WHERE store_id > 0 ORDER BY store_id")
+        views = {str(code): int(store_id) for code, store_id in await cur.fetchall() if code}
     await conn.rollback()
     return Schema(prefix, link, ids, collation, charset, version, returning, int(lock_mode) <= 1, int(step),
-                  has_meta, narrow=narrow)
+                  has_meta, narrow=narrow, views=views)
 
 
 #: The columns whose character set decides what text can be written: (table, column) → charset.COLUMN.
@@ -424,6 +429,9 @@ async def read_states(conn, schema: Schema, link_ids: Sequence[int]) -> dict[int
     attrs: dict[int, dict[tuple[str, int], str | None]] = defaultdict(dict)
     shared: set[int] = set()
     other_media: dict[int, set[str]] = defaultdict(set)
+    other_ids: dict[int, set[int]] = defaultdict(set)
+    other_positions: dict[int, dict[int, dict[int, int | None]]] = defaultdict(dict)
+    store_rows: dict[tuple[int, int], list[StoreRow]] = defaultdict(list)
     if not links:
         return {}
     async with conn.cursor() as cur:
@@ -439,6 +447,7 @@ async def read_states(conn, schema: Schema, link_ids: Sequence[int]) -> dict[int
                 entries[link][value_id] = value
             else:  # videos and other media: never touched, but their paths must not be duplicated
                 other_media[link].add(stored_to_canonical(value))
+                other_ids[link].add(value_id)
         value_ids = sorted({vid for per in entries.values() for vid in per})
         for chunk in _chunks(value_ids):
             await cur.execute(
@@ -447,20 +456,24 @@ async def read_states(conn, schema: Schema, link_ids: Sequence[int]) -> dict[int
                 chunk,
             )
             shared.update(r[0] for r in await cur.fetchall())
-        if value_ids:
+        if value_ids or other_ids:
             meta = schema.t(META_TABLE)
             await cur.execute(
-                f"SELECT v.{L}, v.value_id, v.record_id, v.label, v.position, v.disabled, "
+                f"SELECT v.{L}, v.value_id, v.store_id, v.record_id, v.label, v.position, v.disabled, "
                 f"m.record_id IS NOT NULL, m.s3_etag FROM {t('catalog_product_entity_media_gallery_value')} v "
                 f"LEFT JOIN {meta} m ON m.record_id = v.record_id "
-                f"WHERE v.{L} IN ({_ph(len(links))}) AND v.store_id = 0",
+                f"WHERE v.{L} IN ({_ph(len(links))})",
                 links,
             )
-            for link, value_id, record_id, label, position, disabled, has_meta, etag in await cur.fetchall():
-                if value_id in entries[link]:
+            for link, value_id, store, record_id, label, position, disabled, has_meta, etag in await cur.fetchall():
+                if value_id in entries[link] and store == 0:
                     rows[(link, value_id)].append(
                         ValueRow(record_id, label, position, bool(disabled), bool(has_meta), etag)
                     )
+                elif value_id in entries[link]:
+                    store_rows[(link, value_id)].append(StoreRow(store, record_id, label, position, bool(disabled)))
+                elif value_id in other_ids.get(link, ()):
+                    other_positions[link].setdefault(value_id, {}).setdefault(store, position)
         attr_ids = [schema.attribute_ids[c] for c in (*MANAGED_ROLES, *ROLE_LABELS.values())
                     if c in schema.attribute_ids]
         await cur.execute(
@@ -474,11 +487,13 @@ async def read_states(conn, schema: Schema, link_ids: Sequence[int]) -> dict[int
         link: ProductState(
             link,
             tuple(
-                Entry(vid, value, vid in shared, tuple(rows.get((link, vid), ())))
+                Entry(vid, value, vid in shared, tuple(rows.get((link, vid), ())),
+                      tuple(store_rows.get((link, vid), ())))
                 for vid, value in entries[link].items()
             ),
             attrs[link],
             frozenset(other_media[link]),
+            other_positions[link],
         )
         for link in links
     }

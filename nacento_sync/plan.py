@@ -14,6 +14,7 @@ from typing import Literal
 
 from nacento_sync.models import MANAGED_ROLES, NO_SELECTION, ROLE_LABELS, Item
 from nacento_sync.paths import stored_to_canonical
+from nacento_sync.storeviews import StoreRow
 
 Mode = Literal["merge", "replace"]
 
@@ -41,6 +42,8 @@ class Entry:
     #: Linked to another product or staging row too: never update or delete the gallery row itself.
     shared: bool = False
     rows: tuple[ValueRow, ...] = ()
+    #: Its store-view (store_id > 0) value rows for this product.
+    store_rows: tuple[StoreRow, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class ProductState:
     #: Canonical paths of the product's non-image entries (videos): an image with the same path would be
     #: a duplicate value, which Magento removes on product load.
     other_media: frozenset[str] = frozenset()
+    #: The non-image entries' (videos') positions: value_id → store_id → position (rows that exist).
+    other_positions: Mapping[int, Mapping[int, int | None]] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- operations (applied by the adapter)
