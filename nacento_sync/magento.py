@@ -565,13 +565,18 @@ class Writer:
         )
         await self._insert(to_entity, ("value_id", L), [(vid, op.link_id) for vid, op in zip(value_ids, new,
                                                                                             strict=True)])
-        value_rows = [(vid, op) for vid, op in zip(value_ids, new, strict=True)]
-        value_rows += [(op.value_id, op) for op in by[InsertValueRow]]
+        value_rows = [(vid, 0, op) for vid, op in zip(value_ids, new, strict=True)]
+        value_rows += [(op.value_id, op.store_id, op) for op in by[InsertValueRow]]
         record_ids = await self._insert_ids(
             value, ("value_id", "store_id", L, "label", "position", "disabled"),
-            [(vid, 0, op.link_id, op.label, op.position, int(op.disabled)) for vid, op in value_rows], "record_id",
+            [(vid, store, op.link_id, op.label, op.position, int(op.disabled)) for vid, store, op in value_rows],
+            "record_id",
         )
-        meta += [(rid, op.etag) for rid, (_, op) in zip(record_ids, value_rows, strict=True)]
+        meta += [(rid, op.etag) for rid, (_, store, op) in zip(record_ids, value_rows, strict=True)
+                 if store == 0 and op.etag is not None]
+        await self._insert(value, ("value_id", "store_id", L, "label", "position", "disabled"), [
+            (vid, store, op.link_id, label, position, int(disabled))
+            for vid, op in zip(value_ids, new, strict=True) for store, label, position, disabled in op.store_rows])
         for chunk in _chunks(meta):
             await self.execute(
                 f"INSERT INTO {t(META_TABLE)} (record_id, s3_etag) VALUES {', '.join(['(%s, %s)'] * len(chunk))} "

@@ -66,7 +66,7 @@ class ProductState:
 
 @dataclass(frozen=True)
 class InsertEntry:
-    """New gallery row + link row + store-0 value row + meta row."""
+    """New gallery row + link row + store-0 value row + meta row (+ its store-view value rows)."""
 
     link_id: int
     value: str
@@ -74,6 +74,8 @@ class InsertEntry:
     position: int
     disabled: bool
     etag: str
+    #: Store-view value rows: (store_id, label, position, disabled).
+    store_rows: tuple[tuple[int, str | None, int | None, bool], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,27 +97,29 @@ class SetEntryValue:
 
 @dataclass(frozen=True)
 class InsertValueRow:
-    """A missing store-0 value row (and its meta row) for an existing entry."""
+    """A missing value row for an existing entry: store 0 (with its meta row) or a store view (no meta)."""
 
     link_id: int
     value_id: int
     label: str | None
-    position: int
+    position: int | None
     disabled: bool
-    etag: str
+    etag: str | None
+    store_id: int = 0
 
 
 @dataclass(frozen=True)
 class UpdateValueRow:
     record_id: int
     label: str | None
-    position: int
+    position: int | None
     disabled: bool
 
 
 @dataclass(frozen=True)
 class DeleteValueRows:
-    """Surplus store-0 value rows of one entry (import bugs)."""
+    """Value rows to delete: surplus rows of one entry and store (import bugs), or store-view rows that
+    only repeat store 0."""
 
     record_ids: tuple[int, ...]
 
