@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from helpers import (
     Bucket,
@@ -14,8 +16,10 @@ from helpers import (
     run,
     write_ndjson,
 )
+from rich.console import Console
 
 from nacento_sync.models import NO_SELECTION
+from nacento_sync.report import render
 
 
 @pytest.fixture
@@ -28,6 +32,14 @@ def store(magento):
 @pytest.fixture
 def cfg(store, bucket, db_params):
     return config_dict(store, bucket, db_params)
+
+
+def _rendered(report, row_name: str) -> str:
+    """The console summary's line for `row_name`, as plain text."""
+    buf = io.StringIO()
+    render(report, Console(file=buf, width=160, color_system=None))
+    (line,) = [ln for ln in buf.getvalue().splitlines() if row_name in ln]
+    return line.replace("│", " ").strip()
 
 
 def meta(store, record_id):
@@ -62,6 +74,11 @@ def test_first_sync_inserts_then_rerun_and_dry_run_write_nothing(store, bucket, 
     counts = store.table_counts()
     before = rows_changed(store)
     assert before[store.t("catalog_product_entity_media_gallery")] == 3  # the counters do count our writes
+    predicted = run(cfg, write_ndjson(tmp_path / "more.ndjson", [  # a dry run names what would change
+        {"sku": "SKU-B", "images": [{"file_path": "f/r/front.jpg"}]}, {"sku": "SKU-A", "images": []}]),
+        dry_run=True)
+    assert predicted.report.changed_product_ids == [b.entity_id] and predicted.report.stats.inserted == 1
+    assert _rendered(predicted.report, "products changed").split()[-1] == "1"
     again = run(cfg, export)
     dry = run(cfg, export, dry_run=True, mode="replace")
     assert rows_changed(store) == before
@@ -69,7 +86,7 @@ def test_first_sync_inserts_then_rerun_and_dry_run_write_nothing(store, bucket, 
     for rep in (again.report, dry.report):
         assert rep.stats.skipped_no_change == 3
         assert (rep.stats.inserted, rep.stats.updated_value, rep.stats.updated_meta, rep.stats.deleted) == (0,) * 4
-    assert again.report.changed_product_ids == []
+    assert again.report.changed_product_ids == [] and dry.report.changed_product_ids == []
 
 
 def test_changes_are_counted_and_dry_run_predicts_them(store, bucket, cfg, tmp_path):
@@ -85,6 +102,7 @@ def test_changes_are_counted_and_dry_run_predicts_them(store, bucket, cfg, tmp_p
     for rep in (dry.report, out.report):
         s = rep.results[0].image_stats
         assert (s.updated_value, s.updated_meta, s.skipped_no_change, s.inserted) == (1, 1, 0, 0)
+        assert rep.changed_product_ids == [p.entity_id]
     g = store.gallery(p.link_id)
     assert [x["label"] for x in g] == ["Uno", "Two"]
     assert meta(store, g[1]["record_id"]) == new_etag
@@ -386,3 +404,4 @@ def test_storage_failures_fail_the_sku_and_write_nothing(magento_factory, db_par
     assert rb.error is None and (rb.image_stats.inserted, rb.image_stats.missing) == (1, 1)
     assert [g["value"] for g in store.gallery(b.link_id)] == ["/o/k/fine.jpg"]
     assert sum("fail.jpg" in h for h in flaky.heads) > 1  # retried before giving up
+
