@@ -192,8 +192,14 @@ class _Touched:
 
 
 def _keeper_order(path: str):
+    """Which of an image's duplicate entries stays: the exact spelling, then the one with our meta row.
+
+    Not whether it is shared: that changes as other products of the run drop their links, and the
+    result must not depend on how SKUs fall into batches (a shared keeper is never changed anyway).
+    """
+
     def key(e: Entry):
-        return (e.value != path, e.shared, not any(r.has_meta for r in e.rows), e.value_id)
+        return (e.value != path, not any(r.has_meta for r in e.rows), e.value_id)
 
     return key
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -28,41 +28,95 @@ from nacento_sync.plan import (
 _ids = itertools.count(10_000)
 
 
-def apply(state: ProductState, ops) -> ProductState:
-    """Apply a plan to the in-memory state, the way the SQL adapter does to the tables."""
-    entries = {e.value_id: e for e in state.entries}
-    attrs = dict(state.attributes)
+@dataclass
+class World:
+    """An in-memory model of the gallery tables of several products, as the SQL adapter sees them."""
+
+    gallery: dict[int, str] = field(default_factory=dict)  # value_id → value
+    links: set[tuple[int, int]] = field(default_factory=set)  # (value_id, link_id)
+    rows: dict[int, tuple[int, int, ValueRow]] = field(default_factory=dict)  # record_id → (value_id, link, row)
+    attrs: dict[int, dict] = field(default_factory=dict)  # link_id → {(code, store): value}
+    other_media: dict[int, frozenset] = field(default_factory=dict)
+
+    def state(self, link: int) -> ProductState:
+        """What `read_states` returns for one product."""
+        entries = tuple(
+            Entry(vid, self.gallery[vid], sum(1 for v, _ in self.links if v == vid) > 1,
+                  tuple(r for rid, (v, lk, r) in sorted(self.rows.items()) if (v, lk) == (vid, link)))
+            for vid in sorted(v for v, lk in self.links if lk == link)
+        )
+        return ProductState(link, entries, dict(self.attrs.get(link, {})), self.other_media.get(link, frozenset()))
+
+    def orphans(self) -> list[int]:
+        return sorted(vid for vid in self.gallery if not any(v == vid for v, _ in self.links))
+
+
+def world_of(state: ProductState) -> World:
+    """One product's state as a world; a shared entry is also linked to a product that is not synced."""
+    w = World(attrs={state.link_id: dict(state.attributes)}, other_media={state.link_id: state.other_media})
+    for e in state.entries:
+        w.gallery[e.value_id] = e.value
+        w.links.add((e.value_id, state.link_id))
+        if e.shared:
+            w.links.add((e.value_id, -1))
+        for r in e.rows:
+            w.rows[r.record_id] = (e.value_id, state.link_id, r)
+    return w
+
+
+def apply_world(world: World, ops) -> World:
+    """Apply a batch's operations the way `magento.Writer.apply` does to the tables: deletions (the
+    gallery rows whose last link went included), then updates, then inserts, then attributes."""
+    w = World(dict(world.gallery), set(world.links), dict(world.rows),
+              {k: dict(v) for k, v in world.attrs.items()}, dict(world.other_media))
+    ops = list(ops)
+    for op in ops:
+        match op:
+            case DeleteValueRows():
+                for rid in op.record_ids:
+                    w.rows.pop(rid, None)
+            case RemoveEntry():
+                w.rows = {rid: x for rid, x in w.rows.items() if (x[0], x[1]) != (op.value_id, op.link_id)}
+                w.links.discard((op.value_id, op.link_id))
+    for op in ops:
+        if isinstance(op, RemoveEntry) and (op.delete_gallery_row or op.value_id in w.orphans()):
+            w.gallery.pop(op.value_id, None)
+            w.rows = {rid: x for rid, x in w.rows.items() if x[0] != op.value_id}
+            w.links = {(v, lk) for v, lk in w.links if v != op.value_id}
+    for op in ops:
+        match op:
+            case SetEntryValue():
+                w.gallery[op.value_id] = op.value
+            case UpdateValueRow() | UpsertMeta():
+                vid, link, r = w.rows[op.record_id]
+                w.rows[op.record_id] = (vid, link, _apply_row(r, op))
     for op in ops:
         match op:
             case InsertEntry():
-                row = ValueRow(next(_ids), op.label, op.position, op.disabled, True, op.etag)
                 vid = next(_ids)
-                entries[vid] = Entry(vid, op.value, False, (row,))
-            case RemoveEntry():
-                entries.pop(op.value_id)
-            case SetEntryValue():
-                entries[op.value_id] = replace(entries[op.value_id], value=op.value)
+                w.gallery[vid] = op.value
+                w.links.add((vid, op.link_id))
+                rid = next(_ids)
+                w.rows[rid] = (vid, op.link_id, ValueRow(rid, op.label, op.position, op.disabled, True, op.etag))
             case InsertValueRow():
-                e = entries[op.value_id]
-                row = ValueRow(next(_ids), op.label, op.position, op.disabled, True, op.etag)
-                entries[op.value_id] = replace(e, rows=e.rows + (row,))
-            case UpdateValueRow() | UpsertMeta() | DeleteValueRows():
-                for vid, e in entries.items():
-                    entries[vid] = replace(e, rows=tuple(_apply_row(r, op) for r in e.rows if _keeps(r, op)))
+                rid = next(_ids)
+                w.rows[rid] = (op.value_id, op.link_id,
+                               ValueRow(rid, op.label, op.position, op.disabled, True, op.etag))
+    for op in ops:
+        match op:
             case SetAttribute():
-                attrs[(op.attribute, op.store_id)] = op.value
+                w.attrs.setdefault(op.link_id, {})[(op.attribute, op.store_id)] = op.value
             case DeleteAttribute():
-                attrs.pop((op.attribute, op.store_id), None)
-    return ProductState(state.link_id, tuple(entries.values()), attrs, state.other_media)
+                w.attrs.get(op.link_id, {}).pop((op.attribute, op.store_id), None)
+    return w
 
 
-def _keeps(r: ValueRow, op) -> bool:
-    return not (isinstance(op, DeleteValueRows) and r.record_id in op.record_ids)
+def apply(state: ProductState, ops) -> ProductState:
+    """Apply one product's plan to the in-memory state, the way the SQL adapter does to the tables."""
+    return apply_world(world_of(state), ops).state(state.link_id)
 
 
 def _apply_row(r: ValueRow, op) -> ValueRow:
-    if getattr(op, "record_id", None) != r.record_id:
-        return r
     if isinstance(op, UpsertMeta):
         return replace(r, has_meta=True, etag=op.etag)
     return replace(r, label=op.label, position=op.position, disabled=op.disabled)
@@ -330,3 +384,62 @@ def test_shared_gallery_rows_are_never_changed_or_deleted(state, it, etags, mode
             assert op.value_id not in shared
         if isinstance(op, RemoveEntry) and op.value_id in shared:
             assert not op.delete_gallery_row
+
+
+# ---------------------------------------------------------------- properties of issue 7: batching
+
+LINKS = (1, 2, 3)
+
+
+@st.composite
+def worlds(draw):
+    """Up to three products whose gallery rows may be shared (as old imports did)."""
+    w = World()
+    record_ids = itertools.count(500)
+    for vid in range(1, draw(st.integers(0, 5)) + 1):
+        name = draw(st.sampled_from(NAMES))
+        w.gallery[vid] = draw(st.sampled_from([name, name.lstrip("/")]))
+        for link in draw(st.lists(st.sampled_from(LINKS), min_size=1, max_size=3, unique=True)):
+            w.links.add((vid, link))
+            for _ in range(draw(st.integers(0, 1))):
+                rid = next(record_ids)
+                m = draw(st.booleans())
+                w.rows[rid] = (vid, link, ValueRow(rid, draw(labels), draw(st.integers(0, 5)), draw(st.booleans()),
+                                                   m, "e1" if m else None))
+    for link in LINKS:
+        w.attrs[link] = {(role, 0): draw(st.sampled_from(NAMES + [NO_SELECTION]))
+                         for role in draw(st.lists(st.sampled_from(ROLES), unique=True))}
+    return w
+
+
+def _view(w: World):
+    """The end state, ids aside: each product's images, value rows and roles; how many gallery rows; orphans."""
+    products = {}
+    for link in LINKS:
+        s = w.state(link)
+        products[link] = (sorted((e.value, tuple(sorted((r.label or "", r.position, r.disabled, r.etag or "")
+                                                        for r in e.rows))) for e in s.entries),
+                          sorted(s.attributes.items()))
+    return products, len(w.gallery), w.orphans()
+
+
+@settings(max_examples=300, deadline=None)
+@given(worlds(), st.lists(items(), min_size=3, max_size=3), etag_maps, st.sampled_from(["merge", "replace"]),
+       st.sampled_from([1, 2, 3]))
+def test_end_state_does_not_depend_on_the_batching(world, its, etags, mode, batch_size):
+    """Plans of one batch are all made against the state before it, then applied together."""
+    etags = {im.path: etags.get(im.path, "e1") for it in its for im in it.images}
+    batches = [LINKS[i:i + batch_size] for i in range(0, len(LINKS), batch_size)]
+    by_link = dict(zip(LINKS, its, strict=True))
+
+    def sync(w, batch):
+        return apply_world(w, [op for link in batch for op in plan_product(by_link[link], w.state(link), etags,
+                                                                           mode).ops])
+
+    one_by_one, batched = world, world
+    for link in LINKS:
+        one_by_one = sync(one_by_one, (link,))
+    for batch in batches:
+        batched = sync(batched, batch)
+    assert _view(batched) == _view(one_by_one)
+    assert batched.orphans() == []

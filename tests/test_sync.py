@@ -405,3 +405,53 @@ def test_storage_failures_fail_the_sku_and_write_nothing(magento_factory, db_par
     assert [g["value"] for g in store.gallery(b.link_id)] == ["/o/k/fine.jpg"]
     assert sum("fail.jpg" in h for h in flaky.heads) > 1  # retried before giving up
 
+
+def _shared_row(store, products, path, **entry):
+    """One gallery row linked to every product, with a store-0 value row for each (as old imports did)."""
+    vid = store.add_gallery_entry(products[0].link_id, path, **entry)
+    for p in products[1:]:
+        store.link_entry(vid, p.link_id)
+        store.add_value_row(vid, p.link_id, 0, entry.get("label"), entry.get("position"))
+    return vid
+
+
+def _orphans(store):
+    return store.query("SELECT g.value_id FROM {catalog_product_entity_media_gallery} g WHERE NOT EXISTS "
+                       "(SELECT 1 FROM {catalog_product_entity_media_gallery_value_to_entity} e "
+                       "WHERE e.value_id = g.value_id)")
+
+
+def test_end_state_does_not_depend_on_the_batch_size(store, bucket, cfg, tmp_path):
+    """Issue 7.3: products sharing a gallery row, synced with batch sizes 1, 2 and 3, end the same, and
+    the row whose last link the run removed is deleted (explicitly: the changelog sees it)."""
+    views = {}
+    for size in (1, 2, 3):
+        cfg["sync"]["batch_size"] = size
+        trio = [store.add_product(f"R{size}-{i}") for i in range(3)]  # replace drops the row shared by three
+        shared = _shared_row(store, trio, f"/s/h/{size}.jpg", label="S", position=1)
+        alone = store.add_product(f"R{size}-ALONE")  # not shared: deleted as always
+        own = store.add_gallery_entry(alone.link_id, f"/o/w/{size}.jpg", position=1)
+        pair = [store.add_product(f"M{size}-{i}") for i in range(2)]  # merge: a shared legacy row respelled
+        _shared_row(store, pair, f"l/g/b{size}.jpg", label="Leg", position=2)
+        bucket.put(f"/l/g/b{size}.jpg")
+        for i in range(3):
+            bucket.put(f"/k/p/b{size}-{i}.jpg")
+        bucket.put(f"/k/p/b{size}-alone.jpg")
+        store.clear_changelog()
+        replaced = run(cfg, write_ndjson(tmp_path / f"r{size}.ndjson", [
+            *({"sku": p.sku, "images": [{"file_path": f"k/p/b{size}-{i}.jpg"}]} for i, p in enumerate(trio)),
+            {"sku": alone.sku, "images": [{"file_path": f"k/p/b{size}-alone.jpg"}]}]), mode="replace")
+        merged = run(cfg, write_ndjson(tmp_path / f"m{size}.ndjson", [
+            {"sku": p.sku, "images": [{"file_path": f"l/g/b{size}.jpg"}]} for p in pair]))
+        assert replaced.report.stats.deleted == 4 and merged.report.stats.error == 0
+        assert store.query("SELECT value_id FROM {catalog_product_entity_media_gallery} WHERE value_id IN "
+                           "(%s, %s)", (shared, own)) == []
+        assert [r for r in store.value_rows(trio[0].link_id) if r["value_id"] == shared] == []
+        assert {p.entity_id for p in trio} <= set(store.changelog())
+        assert _orphans(store) == []
+        assert len(store.query("SELECT value_id FROM {catalog_product_entity_media_gallery} WHERE value IN "
+                               "(%s, %s)", (f"/l/g/b{size}.jpg", f"l/g/b{size}.jpg"))) == 2  # one per product
+        views[size] = [[(g["value"].replace(f"b{size}", "bN"), g["label"], g["position"])
+                        for g in store.gallery(p.link_id)] for p in (*trio, alone, *pair)]
+    assert views[1] == views[2] == views[3]
+    assert views[1][0] == [("/k/p/bN-0.jpg", None, 1)] and views[1][-1] == [("/l/g/bN.jpg", "Leg", 1)]
