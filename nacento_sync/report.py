@@ -6,6 +6,7 @@ Results are merged per SKU (a SKU sent twice keeps one result), rendered as JSON
 from __future__ import annotations
 
 import json
+import operator
 import tempfile
 from array import array
 from pathlib import Path
@@ -32,6 +33,7 @@ WARNING_CODES = {
     "staging_future_rows": "Adobe Commerce scheduled updates of the product were left unchanged",
     "empty_image_list": "replace mode with an empty image list deleted nothing (see --allow-empty)",
     "all_missing": "replace mode deleted nothing because none of the listed objects exists",
+    "deletions_held": "replace mode deleted nothing and reset no role: a listed object is missing (a typo?)",
     "media_conflict": "the path belongs to a video (or other non-image entry) of the product; not added",
     "role_unavailable": "the store has no such role attribute (e.g. swatch_image without Magento_Swatches)",
     "storage_error": "a storage request failed after retries; the SKU was not written",
@@ -47,6 +49,7 @@ class ImageStatsModel(BaseModel):
     skipped_no_change: int = 0
     deleted: int = 0
     missing: int = 0
+    deletions_held: int = 0
     warnings: list[str] = Field(default_factory=list)
 
 
@@ -67,6 +70,8 @@ class Stats(BaseModel):
     skipped_no_change: int = 0
     deleted: int = 0
     missing: int = 0
+    #: SKUs whose replace-mode deletions and role resets were held back because a listed object is missing.
+    deletions_held: int = 0
     rejected: int = 0
 
 
@@ -205,7 +210,8 @@ def _merge_into(merged: dict[str, SkuResult], key: str, result: SkuResult) -> No
     prev.product_id = result.product_id if result.product_id is not None else prev.product_id
     prev.error = prev.error or result.error
     for name in COUNTERS:
-        setattr(prev.image_stats, name, getattr(prev.image_stats, name) + getattr(result.image_stats, name))
+        merge = max if name in ImageStats.FLAGS else operator.add
+        setattr(prev.image_stats, name, merge(getattr(prev.image_stats, name), getattr(result.image_stats, name)))
     prev.image_stats.warnings.extend(result.image_stats.warnings)
 
 
@@ -228,6 +234,7 @@ def render(report: Report, console: Console, limit: int = 50) -> None:
         ("skipped_no_change", st.skipped_no_change),
         ("deleted", st.deleted),
         ("missing", f"[yellow]{st.missing}[/]" if st.missing else 0),
+        ("deletions held (replace)", f"[yellow]{st.deletions_held}[/]" if st.deletions_held else 0),
         ("products changed", len(report.changed_product_ids)),
     ]
     for name, value in rows:

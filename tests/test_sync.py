@@ -406,6 +406,52 @@ def test_storage_failures_fail_the_sku_and_write_nothing(magento_factory, db_par
     assert sum("fail.jpg" in h for h in flaky.heads) > 1  # retried before giving up
 
 
+def test_replace_with_missing_objects_holds_deletions_and_role_resets(store, bucket, cfg, tmp_path):
+    """Issue 7.1: `O` (letter) typed for `0`, with the roles: replace used to delete `0` and reset its roles."""
+    typo = store.add_product("SKU-TYPO")
+    zero = store.add_gallery_entry(typo.link_id, "/t/y/0.jpg", label="Zero", position=1)
+    for i in (1, 2):
+        store.add_gallery_entry(typo.link_id, f"/t/y/{i}.jpg", label=f"L{i}", position=i + 1)
+    for role in ("image", "small_image", "thumbnail"):
+        store.set_varchar(typo.link_id, role, "/t/y/0.jpg")
+        store.set_varchar(typo.link_id, f"{role}_label", "Zero")
+    unlisted = store.add_product("SKU-UNLISTED")  # a missing extra image; an unlisted one with a store-view role
+    store.add_gallery_entry(unlisted.link_id, "/u/n/keep.jpg", label="old", position=1)
+    store.add_gallery_entry(unlisted.link_id, "/u/n/other.jpg", position=2)
+    store.set_varchar(unlisted.link_id, "image", "/u/n/other.jpg", store_id=1)
+    harmless = store.add_product("SKU-HARMLESS")  # replace would destroy nothing: no deletions_held
+    store.add_gallery_entry(harmless.link_id, "h/a/legacy.jpg", position=1)
+    for path in ("/t/y/0.jpg", "/t/y/1.jpg", "/t/y/2.jpg", "/u/n/keep.jpg", "/h/a/legacy.jpg"):
+        bucket.put(path)
+    before = {p.sku: (store.gallery(p.link_id), store.roles(p.link_id)) for p in (typo, unlisted)}
+    out = run(cfg, write_ndjson(tmp_path / "x.ndjson", [
+        {"sku": "SKU-TYPO", "images": [{"file_path": "t/y/O.jpg", "roles": ["base", "small", "thumbnail"]},
+                                       {"file_path": "t/y/1.jpg"}, {"file_path": "t/y/2.jpg"}]},
+        {"sku": "SKU-UNLISTED", "images": [{"file_path": "u/n/keep.jpg", "label": "new", "roles": ["thumbnail"]},
+                                           {"file_path": "u/n/typo.jpg"}, {"file_path": "u/n/typ0.jpg"}]},
+        {"sku": "SKU-HARMLESS", "images": [{"file_path": "h/a/legacy.jpg"}, {"file_path": "h/a/nope.jpg"}]},
+    ]), mode="replace")
+    assert not out.report.failed  # exit code 0, as for other warnings
+    assert store.gallery(typo.link_id) == before["SKU-TYPO"][0]
+    assert store.roles(typo.link_id) == before["SKU-TYPO"][1]
+    assert zero in [g["value_id"] for g in store.gallery(typo.link_id)]
+    g = store.gallery(unlisted.link_id)
+    assert [(x["value"], x["label"]) for x in g] == [("/u/n/keep.jpg", "new"), ("/u/n/other.jpg", None)]
+    roles = store.roles(unlisted.link_id)
+    assert roles[("image", 1)] == "/u/n/other.jpg" and ("image", 0) not in roles and ("small_image", 0) not in roles
+    assert roles[("thumbnail", 0)] == "/u/n/keep.jpg"  # merge's changes still apply
+    assert [x["value"] for x in store.gallery(harmless.link_id)] == ["/h/a/legacy.jpg"]  # and its repairs
+    held = {sku: [w for w in out.result(sku).image_stats.warnings if w.startswith("deletions_held:")]
+            for sku in ("SKU-TYPO", "SKU-UNLISTED", "SKU-HARMLESS")}
+    assert "/t/y/O.jpg" in held["SKU-TYPO"][0]
+    assert "/u/n/typo.jpg" in held["SKU-UNLISTED"][0] and "/u/n/typ0.jpg" in held["SKU-UNLISTED"][0]
+    assert held["SKU-HARMLESS"] == []
+    assert [out.result(s).image_stats.deletions_held for s in held] == [1, 1, 0]
+    s = out.report.stats
+    assert (s.deletions_held, s.deleted, s.missing) == (2, 0, 4)
+    assert _rendered(out.report, "deletions held").split()[-1] == "2"
+
+
 def _shared_row(store, products, path, **entry):
     """One gallery row linked to every product, with a store-0 value row for each (as old imports did)."""
     vid = store.add_gallery_entry(products[0].link_id, path, **entry)
