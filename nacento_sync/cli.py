@@ -265,7 +265,8 @@ def sku(
     sku: Annotated[str, typer.Argument(help="The product's SKU.", show_default=False, metavar="SKU")],
     images: Annotated[Path | None, typer.Option("--images", metavar="FILE", show_default=False,
                                                 help="JSON file: a list of ImageEntry objects, or "
-                                                "{\"images\": [...]} as the REST endpoint takes.")] = None,
+                                                "{\"images\": [...], \"store_roles\": {...}} as the REST "
+                                                "endpoint takes.")] = None,
     image: Annotated[list[str] | None, typer.Option("--image", metavar="PATH", show_default=False,
                                                     help="An image path (repeatable); list order "
                                                     "is gallery order.")] = None,
@@ -285,13 +286,16 @@ def sku(
             error(err, f"cannot read {images}: {e}")
             raise typer.Exit(EXIT_USAGE) from None
         entries = data.get("images") if isinstance(data, dict) else data
+        # {"images": [...], "store_roles": {...}}: the item's store-view roles come along (a bare list has none).
+        extra = {"store_roles": data["store_roles"]} if isinstance(data, dict) and "store_roles" in data else {}
         source = str(images)
     else:
         entries = [{"file_path": p} for p in image or []]
+        extra = {}
         source = "--image"
     cfg = _config(ctx, need_storage=True, sync={"mode": mode.value if mode else None,
                                                 "purge_cache": purge_cache or None})
-    record = parse_record({"sku": sku, "images": entries}, source, 1)
+    record = parse_record({"sku": sku, "images": entries, **extra}, source, 1)
     code = _run(cfg, [record], dry_run=dry_run, allow_empty=False, json_out=json_out, report_file=None,
                 request_id=lambda: None, command="sku")
     raise typer.Exit(code)

@@ -76,6 +76,7 @@ class Outcome:
     stats: ImageStats | None = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    #: The plan writes something (in a dry run: would write): the product goes in `changed_product_ids`.
     changed: bool = False
 
 
@@ -354,8 +355,8 @@ class Engine:
         for out, product in ready:
             if product.link_id not in present:
                 out.error, out.product_id = NOT_FOUND, None
-        for out, plan in plans:
-            out.stats, out.changed = plan.stats, plan.writes and not self.options.dry_run
+        for out, plan in plans:  # a dry run reports the products that would change, as the real run does
+            out.stats, out.changed = plan.stats, plan.writes
         assert self.purger is not None
         await self.purger.after_commit([(out.warnings, state, plan.ops)
                                         for (out, plan), state in zip(plans, before, strict=True)])

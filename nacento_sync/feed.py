@@ -19,7 +19,15 @@ from typing import Annotated, Any, BinaryIO, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StrictStr, ValidationError
 from pydantic_core import PydanticCustomError
 
-from nacento_sync.models import MANAGED_ROLES, DesiredImage, Item, Rejection, printable, text_problem
+from nacento_sync.models import (
+    MANAGED_ROLES,
+    DesiredImage,
+    Item,
+    Rejection,
+    StoreValues,
+    printable,
+    text_problem,
+)
 from nacento_sync.paths import canonical_path, normalize_role
 
 #: Largest record accepted (raw NDJSON line without its terminator, or compact JSON of a bulk item).
@@ -30,6 +38,11 @@ MAX_SKU_CHARS = 64
 MAX_LABEL_CHARS = 255
 #: `position INT UNSIGNED`.
 MAX_POSITION = 2**32 - 1
+#: `store.code VARCHAR(32)`; Magento allows letters, digits and underscores.
+MAX_STORE_CODE_CHARS = 32
+_STORE_CODE = re.compile("[A-Za-z0-9_]+")
+#: Store 0's code: its values are the top-level ones.
+ADMIN_STORE_CODE = "admin"
 #: Warning codes this module puts in `Item.warnings` (`"<code>: <message>"`).
 WARNING_CODES: tuple[str, ...] = ("unknown_role", "duplicate_role", "duplicate_image", "label_whitespace")
 
@@ -56,7 +69,7 @@ def check_text(field: str, value: str, *, label: bool = False) -> str:
 
     Rejected (TextError): lone surrogates (not Unicode, they cannot even be encoded), C0 controls, DEL and
     C1 controls. A label may contain TAB, LF and CR: each becomes a space (the caller warns), nothing else
-    changes. For every text field of a record: SKU, path, label, role (and store codes when they come).
+    changes. For every text field of a record: SKU, path, label, role, store code.
     """
     if problem := text_problem(value, label=label):
         raise TextError(f"{field}: {problem}")
@@ -111,6 +124,19 @@ class _Image(BaseModel):
     position: Annotated[int | None, BeforeValidator(_position)] = None
     disabled: Annotated[bool | None, BeforeValidator(_disabled)] = None
     roles: list[StrictStr] | None = None
+    #: `{"<store code>": {"label": ..., "position": ..., "disabled": ...}}`, checked by `_store_values`.
+    stores: dict[str, Any] | None = None
+
+
+class _StoreEntry(BaseModel):
+    """One image's values for one store view: the top-level fields' rules, but `null` is a value here
+    (it is in `model_fields_set`: "no store-view value")."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    label: Annotated[StrictStr | None, AfterValidator(_label)] = None
+    position: Annotated[int | None, BeforeValidator(_position)] = None
+    disabled: Annotated[bool | None, BeforeValidator(_disabled)] = None
 
 
 class _Record(BaseModel):
@@ -118,6 +144,8 @@ class _Record(BaseModel):
 
     sku: Annotated[StrictStr, AfterValidator(_sku)]
     images: list[_Image]
+    #: `{"<store code>": {"<role>": "<path>" | null}}`, checked by `_store_roles`.
+    store_roles: dict[str, Any] | None = None
 
 
 _TYPE_MESSAGES = {
@@ -139,12 +167,103 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return out or "record"
 
 
-def _describe(exc: ValidationError) -> str:
-    """`images[2].position: must be an integer`, plus how many more problems the record has."""
+def _describe(exc: ValidationError, prefix: str = "") -> str:
+    """`images[2].position: must be an integer`, plus how many more problems the record has.
+
+    `prefix` names the object that was validated (`images[0].stores["fr"]`) when it is not the record."""
     errors = exc.errors(include_url=False, include_input=False)
     first = errors[0]
-    text = f"{_location(first['loc'])}: {_TYPE_MESSAGES.get(first['type'], first['msg'])}"
+    where = _location(first["loc"]) if first["loc"] else ""
+    where = f"{prefix}.{where}" if prefix and where else (prefix or where or "record")
+    text = f"{where}: {_TYPE_MESSAGES.get(first['type'], first['msg'])}"
     return text + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")
+
+
+# --- store views ---------------------------------------------------------------------------------
+
+
+def _key(text: str) -> str:
+    """A JSON object key as shown in a field name (`["fr"]`): control characters and lone surrogates
+    escaped (the message must stay printable and encodable), a long one truncated."""
+    shown = printable(text if len(text) <= 40 else text[:37] + "...")
+    return f'["{shown}"]'
+
+
+def _store_code(field: str, code: str) -> None:
+    """Check a store code (the key that `field` names, `images[0].stores["fr"]`); its text first."""
+    check_text(field, code)
+    if not code:
+        raise ValueError(f"{field}: a store code must not be empty")
+    if len(code) > MAX_STORE_CODE_CHARS:
+        raise ValueError(f"{field}: a store code is at most {MAX_STORE_CODE_CHARS} characters")
+    if not _STORE_CODE.fullmatch(code):
+        raise ValueError(f"{field}: a store code has only letters, digits and underscores")
+    if code.lower() == ADMIN_STORE_CODE:
+        raise ValueError(f'{field}: store "{code}" is store 0 (all store views): its values are the '
+                         "top-level ones")
+
+
+def _store_values(n: int, entry: _Image, warnings: list[str]) -> tuple[tuple[str, StoreValues], ...]:
+    """Image `n`'s `stores`, validated like the top-level fields; feed order kept."""
+    out: list[tuple[str, StoreValues]] = []
+    for code, raw in (entry.stores or {}).items():
+        field = f"images[{n - 1}].stores{_key(code)}"
+        _store_code(field, code)
+        if not isinstance(raw, dict):
+            raise ValueError(f"{field}: must be an object")
+        try:
+            values = _StoreEntry.model_validate(raw)
+        except ValidationError as exc:
+            raise ValueError(_describe(exc, field)) from None
+        label = values.label
+        if label is not None:
+            label = check_text(f"{field}.label", label, label=True)
+            if label != values.label:
+                warnings.append(f"label_whitespace: image {n} ({entry.file_path}) store {code}: tab, line feed "
+                                "or carriage return in the label replaced by a space")
+            if not label.strip():
+                label = None  # `""` clears, as at the top level
+        given = frozenset(values.model_fields_set)
+        out.append((code, StoreValues(label=label, position=values.position, disabled=values.disabled,
+                                      given=given)))
+    return tuple(out)
+
+
+def _store_roles(raw: dict[str, Any] | None, paths: set[str],
+                 warnings: list[str]) -> tuple[tuple[str, tuple[tuple[str, str | None], ...]], ...]:
+    """The item's `store_roles`: role aliases as in `roles`, each path one of the item's `paths`."""
+    out: list[tuple[str, tuple[tuple[str, str | None], ...]]] = []
+    for code, roles in (raw or {}).items():
+        field = f"store_roles{_key(code)}"
+        _store_code(field, code)
+        if not isinstance(roles, dict):
+            raise ValueError(f"{field}: must be an object")
+        chosen: dict[str, tuple[str, str | None]] = {}
+        for name, value in roles.items():
+            where = f"{field}{_key(name)}"
+            check_text(where, name)
+            role = normalize_role(name)
+            if role is None:
+                warnings.append(f'unknown_role: {field}: role "{name}" ignored')
+                continue
+            if value is None:
+                path = None
+            elif isinstance(value, str):
+                check_text(where, value)
+                try:
+                    path = canonical_path(value)
+                except ValueError as exc:
+                    raise ValueError(f"{where}: {exc}") from None
+                if path not in paths:
+                    raise ValueError(f"{where}: {path} is not one of the item's images")
+            else:
+                raise ValueError(f"{where}: must be a string or null")
+            if role in chosen and chosen[role][1] != path:
+                warnings.append(f'duplicate_role: {field}: role "{role}" given as "{chosen[role][0]}" and '
+                                f'"{name}": "{name}" keeps it')
+            chosen[role] = (name, path)
+        out.append((code, tuple((role, chosen[role][1]) for role in MANAGED_ROLES if role in chosen)))
+    return tuple(out)
 
 
 # --- records -----------------------------------------------------------------------------------
@@ -156,6 +275,7 @@ def _images(entries: list[_Image]) -> tuple[tuple[DesiredImage, ...], tuple[str,
     paths: list[str] = []
     labels: list[str | None] = []
     roles: list[list[str]] = []
+    stores: list[tuple[tuple[str, StoreValues], ...]] = []
     for n, entry in enumerate(entries, 1):
         # Every text of the image is checked before any of it goes into a warning or a path.
         check_text(f"images[{n - 1}].file_path", entry.file_path)
@@ -180,6 +300,7 @@ def _images(entries: list[_Image]) -> tuple[tuple[DesiredImage, ...], tuple[str,
             elif code not in codes:
                 codes.append(code)
         roles.append(codes)
+        stores.append(_store_values(n, entry, warnings))
 
     last = {path: n for n, path in enumerate(paths, 1)}
     kept = [n for n, path in enumerate(paths, 1) if last[path] == n]
@@ -215,6 +336,7 @@ def _images(entries: list[_Image]) -> tuple[tuple[DesiredImage, ...], tuple[str,
                 label_given=given,
                 disabled=entry.disabled,
                 roles=tuple(code for code in MANAGED_ROLES if owner.get(code) == n),
+                stores=stores[n - 1],
             )
         )
     return tuple(images), tuple(warnings)
@@ -227,7 +349,8 @@ def _readable_sku(obj: Any) -> str | None:
 
 
 def parse_record(obj: Any, source: str, ordinal: int) -> Item | Rejection:
-    """Validate one decoded record (`{"sku": ..., "images": [...]}`) into an Item or a Rejection."""
+    """Validate one decoded record (`{"sku": ..., "images": [...], "store_roles": {...}}`) into an Item or a
+    Rejection. Store codes are only checked for shape here: which exist is known to the engine."""
     source = printable(source)  # e.g. a file name from argv (`sku --images FILE`)
     sku = _readable_sku(obj)
     if not isinstance(obj, dict):
@@ -236,11 +359,14 @@ def parse_record(obj: Any, source: str, ordinal: int) -> Item | Rejection:
         record = _Record.model_validate(obj)
         check_text("sku", record.sku)
         images, warnings = _images(record.images)
+        more: list[str] = []
+        store_roles = _store_roles(record.store_roles, {image.path for image in images}, more)
     except ValidationError as exc:
         return Rejection(source=source, error=_describe(exc), ordinal=ordinal, sku=sku)
     except ValueError as exc:
         return Rejection(source=source, error=str(exc), ordinal=ordinal, sku=sku)
-    return Item(sku=record.sku, images=images, source=source, ordinal=ordinal, warnings=warnings)
+    return Item(sku=record.sku, images=images, source=source, ordinal=ordinal, warnings=warnings + tuple(more),
+                store_roles=store_roles)
 
 
 def _json_error(exc: Exception) -> str:

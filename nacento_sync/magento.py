@@ -536,6 +536,15 @@ class Writer:
             await self.execute(f"DELETE FROM {value} WHERE (value_id, {L}) IN ({cond})", flat)
             await self.execute(f"DELETE FROM {to_entity} WHERE (value_id, {L}) IN ({cond})", flat)
         await self._delete_in(gallery, "value_id", [op.value_id for op in removals if op.delete_gallery_row])
+        # A row shared by products of this batch was planned as shared for each of them (each saw the
+        # others' links): once its last link is gone it is deleted here, children first, so the end
+        # state is the same whichever way SKUs fall into batches and no row is left linked to nothing.
+        unlinked = sorted({op.value_id for op in removals if not op.delete_gallery_row})
+        for chunk in _chunks(unlinked):
+            orphan = (f"value_id IN ({_ph(len(chunk))}) AND value_id NOT IN "
+                      f"(SELECT value_id FROM {to_entity} WHERE value_id IN ({_ph(len(chunk))}))")
+            await self.execute(f"DELETE FROM {value} WHERE {orphan}", [*chunk, *chunk])
+            await self.execute(f"DELETE FROM {gallery} WHERE {orphan}", [*chunk, *chunk])
 
         # 2. Updates of existing rows.
         respell = by[SetEntryValue]

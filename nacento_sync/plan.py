@@ -8,6 +8,7 @@ yields no operation (see tests/test_plan.py).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -172,13 +173,19 @@ class ImageStats:
     skipped_no_change: int = 0
     deleted: int = 0
     missing: int = 0
+    #: 1 when replace mode held back deletions or role resets because a listed object is missing.
+    deletions_held: int = 0
     warnings: list[str] = field(default_factory=list)
 
-    COUNTERS = ("inserted", "updated_value", "updated_meta", "skipped_no_change", "deleted", "missing")
+    COUNTERS = ("inserted", "updated_value", "updated_meta", "skipped_no_change", "deleted", "missing",
+                "deletions_held")
+    #: Counters that are per-SKU flags: merging two results of one SKU keeps the larger, not the sum.
+    FLAGS = ("deletions_held",)
 
     def add(self, other: ImageStats) -> None:
         for name in self.COUNTERS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+            merge = max if name in self.FLAGS else operator.add
+            setattr(self, name, merge(getattr(self, name), getattr(other, name)))
         self.warnings.extend(other.warnings)
 
 
@@ -201,8 +208,14 @@ class _Touched:
 
 
 def _keeper_order(path: str):
+    """Which of an image's duplicate entries stays: the exact spelling, then the one with our meta row.
+
+    Not whether it is shared: that changes as other products of the run drop their links, and the
+    result must not depend on how SKUs fall into batches (a shared keeper is never changed anyway).
+    """
+
     def key(e: Entry):
-        return (e.value != path, e.shared, not any(r.has_meta for r in e.rows), e.value_id)
+        return (e.value != path, not any(r.has_meta for r in e.rows), e.value_id)
 
     return key
 
@@ -301,27 +314,36 @@ def plan_product(
             ops.append(UpsertMeta(row.record_id, etag))
             t.meta = True
 
-    # Replace mode: entries absent from the feed go, behind two safety nets.
-    removed: set[str] = set()
+    # Replace mode: entries absent from the feed go, behind safety nets. A listed object that is
+    # missing is most often a typo'd path; the entry it meant would be deleted and its roles reset.
+    listed = {img.path for img in item.images}
+    unlisted = {canon: group for canon, group in groups.items() if canon not in listed}
+    missing = [img.path for img in item.images if etags.get(img.path) is None]
     may_delete = mode == "replace"
-    if may_delete and not item.images:
-        if not allow_empty:
-            may_delete = False
-            warn("empty_image_list: the item lists no image; nothing deleted (use --allow-empty to clear)")
-    elif may_delete and not found_any:
+    if may_delete and not item.images and not allow_empty:
         may_delete = False
-        warn("all_missing: none of the listed objects exists; nothing deleted")
+        warn("empty_image_list: the item lists no image; nothing deleted (use --allow-empty to clear)")
+    elif may_delete and missing:
+        may_delete = False
+        if not found_any:
+            warn("all_missing: none of the listed objects exists; nothing deleted")
+        held, _ = _plan_attributes(item, state, labels_after, set(unlisted), True)
+        if unlisted or any(_is_reset(op) for op in held):
+            stats.deletions_held = 1
+            warn(f"deletions_held: {_names(missing)} not in the bucket; replace mode deleted no entry and "
+                 "reset no role of this product (fix the paths or upload the objects, then run again)")
+    removed: set[str] = set()
     if may_delete:
-        listed = {img.path for img in item.images}
-        for canon, group in groups.items():
-            if canon in listed:
-                continue
+        for canon, group in unlisted.items():
             for e in group:
                 ops.append(RemoveEntry(link, e.value_id, delete_gallery_row=not e.shared))
                 stats.deleted += 1
             removed.add(canon)
 
-    ops.extend(_plan_attributes(item, state, labels_after, removed, touched, may_delete))
+    attribute_ops, role_holders = _plan_attributes(item, state, labels_after, removed, may_delete)
+    ops.extend(attribute_ops)
+    for path in role_holders & touched.keys():
+        touched[path].value = True
 
     for t in touched.values():
         stats.updated_value += t.value
@@ -336,10 +358,14 @@ def _plan_attributes(
     state: ProductState,
     labels_after: dict[str, str | None],
     removed: set[str],
-    touched: dict[str, _Touched],
     manage_roles: bool,
-) -> list[Op]:
-    """Role and role-label writes: claimed roles, respelled paths, roles of removed images."""
+) -> tuple[list[Op], set[str]]:
+    """Role and role-label writes: claimed roles, respelled paths, roles of removed images.
+
+    Also returns the paths whose role or role label is written (they count as `updated_value`).
+    A role claimed by a missing image (not in `labels_after`) is neither written nor reset: it stays
+    with the image holding it, and the feed gives a duplicated role to the later claim only.
+    """
     current = state.attributes
     wanted: dict[tuple[str, int], str | None] = {}
     delete: set[tuple[str, int]] = set()
@@ -378,17 +404,30 @@ def _plan_attributes(
             wanted[(label_code, 0)] = None
 
     ops: list[Op] = []
+    holders: set[str] = set()
     for (code, store), value in wanted.items():
         if current.get((code, store)) == value:  # an absent row reads as NULL
             continue
         ops.append(SetAttribute(link, code, store, value))
         holder = value if code in MANAGED_ROLES else wanted.get((_role_of(code), 0), current.get((_role_of(code), 0)))
-        if holder in touched:
-            touched[holder].value = True
+        if holder is not None:
+            holders.add(holder)
     for code, store in sorted(delete):
         ops.append(DeleteAttribute(link, code, store))
-    return ops
+    return ops, holders
 
 
 def _role_of(label_code: str) -> str:
     return next((r for r, lc in ROLE_LABELS.items() if lc == label_code), "")
+
+
+def _is_reset(op: Op) -> bool:
+    """A role write that takes an image away: a store-view role row deleted, or a role set to none."""
+    return isinstance(op, DeleteAttribute) or (
+        isinstance(op, SetAttribute) and op.attribute in MANAGED_ROLES and op.value == NO_SELECTION)
+
+
+def _names(paths: list[str], limit: int = 10) -> str:
+    """Paths for a warning, at most `limit` of them (an item may list hundreds)."""
+    shown = ", ".join(paths[:limit])
+    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")

@@ -8,6 +8,7 @@ is total, a failing output sink (`FanOut`) never stops the others, and every con
 from __future__ import annotations
 
 import json
+import operator
 import re
 import tempfile
 from array import array
@@ -38,12 +39,14 @@ WARNING_CODES = {
     "staging_future_rows": "Adobe Commerce scheduled updates of the product were left unchanged",
     "empty_image_list": "replace mode with an empty image list deleted nothing (see --allow-empty)",
     "all_missing": "replace mode deleted nothing because none of the listed objects exists",
+    "deletions_held": "replace mode deleted nothing and reset no role: a listed object is missing (a typo?)",
     "media_conflict": "the path belongs to a video (or other non-image entry) of the product; not added",
     "role_unavailable": "the store has no such role attribute (e.g. swatch_image without Magento_Swatches)",
     "storage_error": "a storage request failed after retries; the SKU was not written",
     "database_error": "the SKU's transaction failed; nothing was written for it",
     "unstorable_text": "a label has a character its column (utf8mb3) cannot store; the stored label stays",
     "cache_purge_failed": "deleting stale resized copies (--purge-cache) failed; the sync itself stands",
+    "unknown_store": "a store code in stores/store_roles is not a store of the database; its values were ignored",
 }
 COUNTERS = ImageStats.COUNTERS
 
@@ -100,6 +103,7 @@ class ImageStatsModel(BaseModel):
     skipped_no_change: int = 0
     deleted: int = 0
     missing: int = 0
+    deletions_held: int = 0
     warnings: list[str] = Field(default_factory=list)
 
 
@@ -120,6 +124,8 @@ class Stats(BaseModel):
     skipped_no_change: int = 0
     deleted: int = 0
     missing: int = 0
+    #: SKUs whose replace-mode deletions and role resets were held back because a listed object is missing.
+    deletions_held: int = 0
     rejected: int = 0
 
 
@@ -262,7 +268,8 @@ def _merge_into(merged: dict[str, SkuResult], key: str, result: SkuResult) -> No
     prev.product_id = result.product_id if result.product_id is not None else prev.product_id
     prev.error = prev.error or result.error
     for name in COUNTERS:
-        setattr(prev.image_stats, name, getattr(prev.image_stats, name) + getattr(result.image_stats, name))
+        merge = max if name in ImageStats.FLAGS else operator.add
+        setattr(prev.image_stats, name, merge(getattr(prev.image_stats, name), getattr(result.image_stats, name)))
     prev.image_stats.warnings.extend(result.image_stats.warnings)
 
 
@@ -289,6 +296,7 @@ def render(report: Report, console: Console, limit: int = 50, command: str = "sy
         ("skipped_no_change", st.skipped_no_change, None),
         ("deleted", st.deleted, None),
         ("missing", st.missing, "yellow" if st.missing else None),
+        ("deletions held (replace)", st.deletions_held, "yellow" if st.deletions_held else None),
         ("products changed", len(report.changed_product_ids), None),
     ]
     for name, value, style in rows:

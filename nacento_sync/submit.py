@@ -19,6 +19,7 @@ from nacento_sync import bulk, magento, queue
 from nacento_sync.config import Config
 from nacento_sync.feed import Feed, parse_record
 from nacento_sync.models import Item, Rejection, sku_key
+from nacento_sync.paths import normalize_role
 
 log = logging.getLogger("nacento_sync")
 
@@ -63,14 +64,32 @@ def data_hash(sku: str | None) -> str | None:
 
 #: The ImageEntry keys an operation carries: what the worker reads. Other keys of the export are dropped,
 #: so a key the tool ignores (and never validated) cannot break the encoding or the size limit.
-IMAGE_KEYS = ("file_path", "label", "position", "disabled", "roles")
+IMAGE_KEYS = ("file_path", "label", "position", "disabled", "roles", "stores")
+#: The keys of one store view's values (`stores["<code>"]`) an operation carries.
+STORE_KEYS = ("label", "position", "disabled")
+
+
+def _image_data(image: dict[str, Any]) -> dict[str, Any]:
+    data = {k: image[k] for k in IMAGE_KEYS if k in image}
+    if isinstance(data.get("stores"), dict):
+        data["stores"] = {code: {k: values[k] for k in STORE_KEYS if k in values}
+                          for code, values in data["stores"].items()}
+    return data
+
+
+def _store_roles_data(store_roles: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The validated `store_roles`; an unknown role (ignored, its value never validated) is dropped."""
+    return {code: {name: path for name, path in roles.items() if normalize_role(name) is not None}
+            for code, roles in store_roles.items()}
 
 
 def operation_data(raw: dict[str, Any], mode: str, request_id: str) -> str:
     """`serialized_data`: exactly the JSON string the message carries (validated fields only)."""
-    images = [{k: image[k] for k in IMAGE_KEYS if k in image} for image in raw["images"]]
-    return json.dumps({"sku": raw["sku"], "images": images, "mode": mode, "request_id": request_id},
-                      ensure_ascii=False, separators=(",", ":"))
+    data: dict[str, Any] = {"sku": raw["sku"], "images": [_image_data(image) for image in raw["images"]]}
+    if raw.get("store_roles") is not None:
+        data["store_roles"] = _store_roles_data(raw["store_roles"])
+    data |= {"mode": mode, "request_id": request_id}
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass

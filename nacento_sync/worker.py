@@ -33,6 +33,7 @@ from nacento_sync.engine import Engine, Options, Outcome, open_adapters
 from nacento_sync.etags import EtagFinder
 from nacento_sync.feed import parse_record
 from nacento_sync.models import Item, Rejection, sku_key
+from nacento_sync.plan import ImageStats
 
 log = logging.getLogger("nacento_sync")
 
@@ -676,8 +677,7 @@ def _sub_batches(held: list[Held]) -> list[list[Held]]:
 def _result(out: Outcome, mode: str) -> str:
     """An operation's `result_serialized_data`: the SKU's result as in the sync report."""
     stats = out.stats
-    image_stats: dict[str, Any] = {name: getattr(stats, name, 0) if stats else 0 for name in (
-        "inserted", "updated_value", "updated_meta", "skipped_no_change", "deleted", "missing")}
+    image_stats: dict[str, Any] = {name: getattr(stats, name, 0) if stats else 0 for name in ImageStats.COUNTERS}
     image_stats["warnings"] = [*out.warnings, *(stats.warnings if stats else [])]
     return bulk.fit_result({"sku": out.item.sku, "product_id": out.product_id, "image_stats": image_stats,
                             "error": out.error, "mode": mode, "changed": bool(out.changed)})

@@ -124,3 +124,57 @@ def test_retry_delays_over_twelve_hours_are_a_config_error(delays, ok):
     else:
         with pytest.raises(ValidationError, match="12 h"):
             QueueConfig(retry_delays=delays)
+
+
+def test_operation_data_round_trips_store_values_and_store_roles():
+    """`submit` carries `stores` and `store_roles`; the worker's `parse_record` of that data is the same Item
+    as the export's (an unknown role, never validated, and unknown keys of a store object are dropped)."""
+    from nacento_sync.models import StoreValues
+    from nacento_sync.submit import operation_data
+
+    raw = {"sku": "S", "images": [
+        {"file_path": "m/y/a.jpg", "label": "Front", "note": "\ud800",
+         "stores": {"fr": {"label": "Devant", "position": None, "disabled": 1, "note": "\udcff"},
+                    "de": {"label": ""}}},
+        {"file_path": "/m/y/b.jpg", "stores": {}},
+        {"file_path": "c.jpg", "stores": None},
+    ], "store_roles": {"fr": {"base": "catalog/product/m/y/b.jpg", "small": None, "hero": "\ud800" * 3},
+                       "de": {"thumbnail": "m/y/a.jpg"}}}
+    original = parse_record(raw, "op", 1)
+    assert isinstance(original, Item)
+    data = json.loads(operation_data(raw, "replace", "op-1"))
+    assert data["store_roles"] == {"fr": {"base": "catalog/product/m/y/b.jpg", "small": None},
+                                   "de": {"thumbnail": "m/y/a.jpg"}}
+    assert data["images"][0]["stores"] == {"fr": {"label": "Devant", "position": None, "disabled": 1},
+                                           "de": {"label": ""}}
+    assert data["mode"] == "replace" and data["request_id"] == "op-1"
+    decoded = parse_record(data, "op", 1)
+    assert isinstance(decoded, Item)
+    assert decoded.images == original.images and decoded.store_roles == original.store_roles
+    assert decoded.images[0].stores == (
+        ("fr", StoreValues(label="Devant", disabled=True, given=frozenset({"label", "position", "disabled"}))),
+        ("de", StoreValues(given=frozenset({"label"}))))
+    assert decoded.store_roles == (("fr", (("image", "/m/y/b.jpg"), ("small_image", None))),
+                                   ("de", (("thumbnail", "/m/y/a.jpg"),)))
+    assert [w.split(":")[0] for w in original.warnings] == ["unknown_role"] and decoded.warnings == ()
+
+
+def test_operation_data_without_store_fields_is_unchanged():
+    from nacento_sync.submit import operation_data
+
+    raw = {"sku": "S", "images": [{"file_path": "a.jpg"}], "store_roles": None}
+    assert json.loads(operation_data(raw, "merge", "r")) == {"sku": "S", "images": [{"file_path": "a.jpg"}],
+                                                             "mode": "merge", "request_id": "r"}
+
+
+def test_submission_plan_rejects_bad_store_fields_and_accepts_good_ones():
+    good = {"sku": "G", "images": [{"file_path": "a.jpg", "stores": {"fr": {"position": 2}}}],
+            "store_roles": {"fr": {"base": "a.jpg"}}}
+    records, raw = _records({"sku": "A", "images": [], "store_roles": {"admin": {}}},
+                            {"sku": "B", "images": [{"file_path": "a.jpg", "stores": {"fr!": {}}}]}, good)
+    answers, valid = plan_submission(records, raw, "merge", "op")
+    assert [(a.id, a.status) for a in answers] == [(1, "rejected"), (2, "rejected"), (3, "accepted")]
+    assert answers[0].error_message.startswith('x:1: store_roles["admin"]: store "admin" is store 0')
+    assert answers[1].error_message.startswith('x:2: images[0].stores["fr!"]: a store code has only')
+    (op,) = valid
+    assert parse_record(json.loads(op.data), "op", 3) == parse_record(good, "op", 3)

@@ -28,7 +28,7 @@ from nacento_sync.feed import (
     is_document,
     parse_record,
 )
-from nacento_sync.models import DesiredImage, Item, Rejection, printable, text_problem
+from nacento_sync.models import DesiredImage, Item, Rejection, StoreValues, printable, text_problem
 
 IMAGE = {
     "file_path": "m/y/a.jpg",
@@ -1048,3 +1048,361 @@ def test_cli_with_stdin_closed_exits_2(tmp_path: Path, command: str) -> None:
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == "error: cannot read '-': standard input is closed"
     assert "Traceback" not in done.stderr
+
+
+# --- store views: `stores` and `store_roles` (issue 8) -------------------------------------------
+
+
+def _stored(stores: Any, file_path: str = "m/y/a.jpg") -> Item | Rejection:
+    return one(rec(images=[{"file_path": file_path, "stores": stores}]))
+
+
+def _store_roles(store_roles: Any, images: Any = None) -> Item | Rejection:
+    images = images if images is not None else [{"file_path": "m/y/a.jpg"}, {"file_path": "m/y/b.jpg"}]
+    return one(rec(images=images, store_roles=store_roles))
+
+
+def test_store_values_are_mapped_in_feed_order() -> None:
+    stores = {"fr": {"label": "Devant", "position": 3, "disabled": True},
+              "de": {"label": "Vorne"}, "en_us": {"position": 0, "disabled": 0}}
+    result = item(rec(images=[{"file_path": "m/y/a.jpg", "label": "Front", "stores": stores}]))
+    assert result.images[0].stores == (
+        ("fr", StoreValues(label="Devant", position=3, disabled=True,
+                           given=frozenset({"label", "position", "disabled"}))),
+        ("de", StoreValues(label="Vorne", given=frozenset({"label"}))),
+        ("en_us", StoreValues(position=0, disabled=False, given=frozenset({"position", "disabled"}))),
+    )
+    assert result.images[0].label == "Front" and result.warnings == () and result.store_roles == ()
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({}, StoreValues()),
+        ({"label": None}, StoreValues(given=frozenset({"label"}))),
+        ({"label": ""}, StoreValues(given=frozenset({"label"}))),
+        ({"label": "   "}, StoreValues(given=frozenset({"label"}))),
+        ({"label": " Kept as given "}, StoreValues(label=" Kept as given ", given=frozenset({"label"}))),
+        ({"label": "ñ" * 255}, StoreValues(label="ñ" * 255, given=frozenset({"label"}))),
+        ({"position": None}, StoreValues(given=frozenset({"position"}))),
+        ({"position": 3.0}, StoreValues(position=3, given=frozenset({"position"}))),
+        ({"position": 2**32 - 1}, StoreValues(position=2**32 - 1, given=frozenset({"position"}))),
+        ({"disabled": None}, StoreValues(given=frozenset({"disabled"}))),
+        ({"disabled": 1}, StoreValues(disabled=True, given=frozenset({"disabled"}))),
+        ({"disabled": False}, StoreValues(disabled=False, given=frozenset({"disabled"}))),
+        ({"label": None, "position": None, "disabled": None},
+         StoreValues(given=frozenset({"label", "position", "disabled"}))),
+        ({"label": "x", "note": [1], "roles": ["base"], "file_path": 3},  # unknown keys are ignored
+         StoreValues(label="x", given=frozenset({"label"}))),
+    ],
+)
+def test_store_values_given_and_null(values: dict[str, Any], expected: StoreValues) -> None:
+    result = _stored({"fr": values})
+    assert isinstance(result, Item), result
+    assert result.images[0].stores == (("fr", expected),)
+    assert result.warnings == ()
+
+
+@pytest.mark.parametrize("stores", [None, {}])
+def test_no_store_values(stores: Any) -> None:
+    result = _stored(stores)
+    assert isinstance(result, Item) and result.images[0].stores == ()
+
+
+@pytest.mark.parametrize("code", ["fr", "FR", "default", "en_us", "0", "_", "a" * 32, "store_2", "nowhere"])
+def test_store_codes_of_any_valid_shape_are_kept(code: str) -> None:
+    """Whether a code exists is known only to the engine (warning `unknown_store`)."""
+    result = _store_roles({code: {"base": "m/y/a.jpg"}}, images=[{"file_path": "m/y/a.jpg",
+                                                                  "stores": {code: {"position": 1}}}])
+    assert isinstance(result, Item), result
+    assert result.images[0].stores == ((code, StoreValues(position=1, given=frozenset({"position"}))),)
+    assert result.store_roles == ((code, (("image", "/m/y/a.jpg"),)),)
+
+
+@pytest.mark.parametrize(
+    ("label", "stored"),
+    [("two\tcolumns", "two columns"), ("a\r\nb", "a  b"), ("\n", None), ("\t\t", None)],
+)
+def test_store_label_whitespace_becomes_spaces_with_a_warning(label: str, stored: str | None) -> None:
+    result = _stored({"fr": {"label": label}})
+    assert isinstance(result, Item), result
+    assert result.images[0].stores == (("fr", StoreValues(label=stored, given=frozenset({"label"}))),)
+    (warning,) = result.warnings
+    assert warning.startswith("label_whitespace: image 1 (m/y/a.jpg) store fr: ")
+
+
+@pytest.mark.parametrize(
+    ("stores", "error"),
+    [
+        ([], 'images[0].stores: must be an object'),
+        ("fr", 'images[0].stores: must be an object'),
+        ([{"fr": {}}], 'images[0].stores: must be an object'),
+        ({"fr": None}, 'images[0].stores["fr"]: must be an object'),
+        ({"fr": []}, 'images[0].stores["fr"]: must be an object'),
+        ({"fr": "Devant"}, 'images[0].stores["fr"]: must be an object'),
+        ({"fr": {"label": 5}}, 'images[0].stores["fr"].label: must be a string'),
+        ({"fr": {"label": ["x"]}}, 'images[0].stores["fr"].label: must be a string'),
+        ({"fr": {"label": "x" * 256}}, 'images[0].stores["fr"].label: longer than 255 characters'),
+        ({"fr": {"position": "1"}}, 'images[0].stores["fr"].position: must be an integer'),
+        ({"fr": {"position": 1.5}}, 'images[0].stores["fr"].position: must be an integer'),
+        ({"fr": {"position": True}}, 'images[0].stores["fr"].position: must be an integer'),
+        ({"fr": {"position": -1}}, 'images[0].stores["fr"].position: must be between 0 and 4294967295'),
+        ({"fr": {"position": 2**32}}, 'images[0].stores["fr"].position: must be between 0 and 4294967295'),
+        ({"fr": {"disabled": 2}}, 'images[0].stores["fr"].disabled: must be true, false, 0 or 1'),
+        ({"fr": {"disabled": "true"}}, 'images[0].stores["fr"].disabled: must be true, false, 0 or 1'),
+        ({"fr": {"disabled": 1.0}}, 'images[0].stores["fr"].disabled: must be true, false, 0 or 1'),
+        ({"fr": {"position": "x", "disabled": 7}}, 'images[0].stores["fr"].position: must be an integer (and 1 more)'),
+        ({"de": {}, "fr": {"position": -2}}, 'images[0].stores["fr"].position: must be between 0'),
+    ],
+)
+def test_bad_store_values_reject_the_record(stores: Any, error: str) -> None:
+    result = _stored(stores)
+    assert isinstance(result, Rejection), result
+    assert result.error.startswith(error), result.error
+    assert result.sku == "SKU-1"
+
+
+BAD_STORE_CODES = [
+    ("", "a store code must not be empty"),
+    ("fr!", "a store code has only letters, digits and underscores"),
+    ("fr-ch", "a store code has only letters, digits and underscores"),
+    ("fr ch", "a store code has only letters, digits and underscores"),
+    (" fr", "a store code has only letters, digits and underscores"),
+    ("é", "a store code has only letters, digits and underscores"),
+    ("a" * 33, "a store code is at most 32 characters"),
+    ("f\x07r", "control character U+0007 is not allowed"),
+    ("fr\t", "control character U+0009 is not allowed"),
+    ("\x85", "control character U+0085 is not allowed"),
+    ("fr\ud800", "U+D800 is not valid Unicode (a lone surrogate)"),
+    ("admin", "is store 0 (all store views): its values are the top-level ones"),
+    ("ADMIN", "is store 0 (all store views): its values are the top-level ones"),
+    ("Admin", "is store 0 (all store views): its values are the top-level ones"),
+]
+
+
+@pytest.mark.parametrize(("code", "problem"), BAD_STORE_CODES)
+@pytest.mark.parametrize("where", ["stores", "store_roles"])
+def test_bad_store_codes_reject_the_record(code: str, problem: str, where: str) -> None:
+    if where == "stores":
+        result = _stored({"de": {}, code: {"label": "x"}})
+        prefix = "images[0].stores"
+    else:
+        result = _store_roles({"de": {}, code: {"base": None}})
+        prefix = "store_roles"
+    assert isinstance(result, Rejection), result
+    shown = printable(code if len(code) <= 40 else code[:37] + "...")
+    assert result.error.startswith(f'{prefix}["{shown}"]: '), result.error
+    assert result.error.endswith(problem), result.error
+    assert _printable_and_encodable(result.error)
+
+
+def test_a_long_bad_store_code_is_truncated_in_the_message() -> None:
+    result = _stored({"x" * 10_000: {}})
+    assert isinstance(result, Rejection)
+    assert result.error == f'images[0].stores["{"x" * 37}..."]: a store code is at most 32 characters'
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        ({"base": "m/y/a.jpg"}, (("image", "/m/y/a.jpg"),)),
+        ({"image": "m/y/a.jpg"}, (("image", "/m/y/a.jpg"),)),
+        ({"small": "m/y/b.jpg", "Thumbnail": "m/y/a.jpg"}, (("small_image", "/m/y/b.jpg"),
+                                                             ("thumbnail", "/m/y/a.jpg"))),
+        ({"swatch": None, " SMALL_IMAGE ": "m/y/a.jpg"}, (("small_image", "/m/y/a.jpg"), ("swatch_image", None))),
+        ({"swatch_image": "m/y/b.jpg", "thumbnail": None, "small_image": None, "base": None},
+         (("image", None), ("small_image", None), ("thumbnail", None), ("swatch_image", "/m/y/b.jpg"))),
+        ({}, ()),
+    ],
+)
+def test_store_role_aliases_and_null(names: dict[str, Any], expected: tuple[Any, ...]) -> None:
+    result = _store_roles({"fr": names})
+    assert isinstance(result, Item), result
+    assert result.store_roles == (("fr", expected),)
+    assert result.warnings == ()
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["m/y/a.jpg", "/m/y/a.jpg", " m/y/a.jpg ", "catalog/product/m/y/a.jpg", "/media/catalog/product/m/y/a.jpg",
+     "pub/media/catalog/product/m/y/a.jpg", "https://cdn.example.com/x/media/catalog/product/m/y/a.jpg",
+     "http://h/media/catalog/product/m/y/%61.jpg"],
+)
+def test_store_role_paths_in_any_spelling(spelling: str) -> None:
+    images = [{"file_path": "https://pim/media/catalog/product/m/y/a.jpg"}, {"file_path": "b.jpg"}]
+    result = _store_roles({"fr": {"base": spelling}}, images=images)
+    assert isinstance(result, Item), result
+    assert result.store_roles == (("fr", (("image", "/m/y/a.jpg"),)),)
+
+
+def test_store_roles_keep_store_order_and_several_stores() -> None:
+    result = _store_roles({"fr": {"base": "m/y/b.jpg"}, "de": {"base": None, "small": "m/y/a.jpg"},
+                           "it": {}})
+    assert isinstance(result, Item), result
+    assert result.store_roles == (
+        ("fr", (("image", "/m/y/b.jpg"),)),
+        ("de", (("image", None), ("small_image", "/m/y/a.jpg"))),
+        ("it", ()),
+    )
+
+
+def test_unknown_store_role_is_ignored_with_a_warning_whatever_its_value() -> None:
+    result = _store_roles({"fr": {"hero": {"not": "validated"}, "base": "m/y/a.jpg", "zoom": 5}})
+    assert isinstance(result, Item), result
+    assert result.store_roles == (("fr", (("image", "/m/y/a.jpg"),)),)
+    assert result.warnings == ('unknown_role: store_roles["fr"]: role "hero" ignored',
+                               'unknown_role: store_roles["fr"]: role "zoom" ignored')
+
+
+def test_store_role_given_twice_by_aliases_goes_to_the_later_one() -> None:
+    result = _store_roles({"fr": {"base": "m/y/a.jpg", "image": "m/y/b.jpg", "small": "a.jpg"}},
+                          images=[{"file_path": "m/y/a.jpg"}, {"file_path": "m/y/b.jpg"}, {"file_path": "a.jpg"}])
+    assert isinstance(result, Item), result
+    assert result.store_roles == (("fr", (("image", "/m/y/b.jpg"), ("small_image", "/a.jpg"))),)
+    assert result.warnings == ('duplicate_role: store_roles["fr"]: role "image" given as "base" and "image": '
+                               '"image" keeps it',)
+    same = _store_roles({"fr": {"base": "m/y/a.jpg", "image": "/m/y/a.jpg"}})
+    assert isinstance(same, Item) and same.warnings == ()  # one image named twice: nothing to warn about
+
+
+@pytest.mark.parametrize(
+    ("store_roles", "error"),
+    [
+        ([], "store_roles: must be an object"),
+        ("fr", "store_roles: must be an object"),
+        ({"fr": None}, 'store_roles["fr"]: must be an object'),
+        ({"fr": ["base"]}, 'store_roles["fr"]: must be an object'),
+        ({"fr": "m/y/a.jpg"}, 'store_roles["fr"]: must be an object'),
+        ({"fr": {"base": 5}}, 'store_roles["fr"]["base"]: must be a string or null'),
+        ({"fr": {"base": True}}, 'store_roles["fr"]["base"]: must be a string or null'),
+        ({"fr": {"base": ["m/y/a.jpg"]}}, 'store_roles["fr"]["base"]: must be a string or null'),
+        ({"fr": {"base": {"file_path": "m/y/a.jpg"}}}, 'store_roles["fr"]["base"]: must be a string or null'),
+        ({"fr": {"base": "m/y/c.jpg"}}, 'store_roles["fr"]["base"]: /m/y/c.jpg is not one of the item\'s images'),
+        ({"fr": {"small": "M/Y/A.JPG"}},
+         'store_roles["fr"]["small"]: /M/Y/A.JPG is not one of the item\'s images'),
+        ({"de": {"base": "m/y/a.jpg"}, "fr": {"thumbnail": "y/a.jpg"}},
+         'store_roles["fr"]["thumbnail"]: /y/a.jpg is not one of the item\'s images'),
+        ({"fr": {"base": ""}}, 'store_roles["fr"]["base"]: empty path'),
+        ({"fr": {"base": "m/../a.jpg"}}, 'store_roles["fr"]["base"]: path \'m/../a.jpg\' has a \'.\''),
+        ({"fr": {"base": "cache/x/m/y/a.jpg"}}, 'store_roles["fr"]["base"]: path \'cache/x/m/y/a.jpg\' is a resized'),
+        ({"fr": {"base": "m/y/a\x07.jpg"}}, 'store_roles["fr"]["base"]: control character U+0007 is not allowed'),
+        ({"fr": {"base": "m/y/a\ud800.jpg"}}, 'store_roles["fr"]["base"]: U+D800 is not valid Unicode'),
+        ({"fr": {"ba\x1bse": None}}, 'store_roles["fr"]["ba\\x1bse"]: control character U+001B is not allowed'),
+        ({"fr": {"ba\udcffse": "m/y/a.jpg"}}, 'store_roles["fr"]["ba\\udcffse"]: U+DCFF is not valid Unicode'),
+    ],
+)
+def test_bad_store_roles_reject_the_record(store_roles: Any, error: str) -> None:
+    result = _store_roles(store_roles)
+    assert isinstance(result, Rejection), result
+    assert result.error.startswith(error), result.error
+    assert result.sku == "SKU-1" and result.source == "-#items[0]"
+    assert _printable_and_encodable(result.error)
+
+
+def test_store_roles_of_an_item_without_images_may_only_be_null() -> None:
+    ok = _store_roles({"fr": {"base": None}}, images=[])
+    assert isinstance(ok, Item) and ok.store_roles == (("fr", (("image", None),)),)
+    bad = _store_roles({"fr": {"base": "m/y/a.jpg"}}, images=[])
+    assert isinstance(bad, Rejection) and "is not one of the item's images" in bad.error
+
+
+def test_store_roles_null_is_not_sent() -> None:
+    result = _store_roles(None)
+    assert isinstance(result, Item) and result.store_roles == ()
+
+
+def test_duplicate_image_keeps_the_later_entrys_stores() -> None:
+    images = [
+        {"file_path": "m/y/a.jpg", "stores": {"fr": {"label": "old"}, "de": {"position": 1}}},
+        {"file_path": "b.jpg"},
+        {"file_path": "/catalog/product/m/y/a.jpg", "stores": {"fr": {"label": "new"}}},
+        {"file_path": "c.jpg", "stores": {"it": {"disabled": True}}},
+        {"file_path": "c.jpg"},
+    ]
+    result = _store_roles({"fr": {"base": "/m/y/a.jpg", "thumbnail": "m/y/a.jpg"}}, images=images)
+    assert isinstance(result, Item), result
+    assert [(i.path, i.stores) for i in result.images] == [
+        ("/b.jpg", ()),
+        ("/m/y/a.jpg", (("fr", StoreValues(label="new", given=frozenset({"label"}))),)),
+        ("/c.jpg", ()),
+    ]
+    assert result.store_roles == (("fr", (("image", "/m/y/a.jpg"), ("thumbnail", "/m/y/a.jpg"))),)
+    assert [w.split(":")[0] for w in result.warnings] == ["duplicate_image", "duplicate_image"]
+
+
+def test_a_dropped_duplicates_store_values_are_still_validated() -> None:
+    images = [{"file_path": "a.jpg", "stores": {"fr": {"position": "x"}}}, {"file_path": "a.jpg"}]
+    assert rejection(rec(images=images)).error == 'images[0].stores["fr"].position: must be an integer'
+
+
+STORE_RECORD = rec(
+    "S-1",
+    images=[{"file_path": "m/y/a.jpg", "label": "Front", "stores": {"fr": {"label": "Devant", "disabled": None}}},
+            {"file_path": "m/y/b.jpg", "stores": {"de": {"position": 9}, "fr": {"label": ""}}}],
+    store_roles={"fr": {"base": "/m/y/b.jpg", "small": None}, "de": {"thumbnail": "catalog/product/m/y/a.jpg"}},
+)
+STORE_ITEM_IMAGES = (
+    DesiredImage(path="/m/y/a.jpg", position=1, label="Front", label_given=True,
+                 stores=(("fr", StoreValues(label="Devant", given=frozenset({"label", "disabled"}))),)),
+    DesiredImage(path="/m/y/b.jpg", position=2,
+                 stores=(("de", StoreValues(position=9, given=frozenset({"position"}))),
+                         ("fr", StoreValues(given=frozenset({"label"}))))),
+)
+STORE_ITEM_ROLES = (("fr", (("image", "/m/y/b.jpg"), ("small_image", None))),
+                    ("de", (("thumbnail", "/m/y/a.jpg"),)))
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "source"),
+    [
+        ("feed.ndjson", ndjson(STORE_RECORD), ":1"),
+        ("feed.ndjson.gz", ndjson(STORE_RECORD), ":1"),
+        ("feed.json", json.dumps({"request": {"request_id": "r", "items": [STORE_RECORD]}}), "#items[0]"),
+        ("feed.json", json.dumps({"items": [STORE_RECORD]}, indent=2), "#items[0]"),
+        ("feed.json", json.dumps([STORE_RECORD]), "#items[0]"),
+        ("feed.txt", ndjson(STORE_RECORD), ":1"),
+    ],
+)
+def test_store_values_in_ndjson_and_bulk_bodies(tmp_path: Path, name: str, body: str, source: str) -> None:
+    data = gzip.compress(body.encode()) if name.endswith(".gz") else body.encode()
+    path = write(tmp_path, name, data)
+    (result,) = run([path])
+    assert result == Item(sku="S-1", images=STORE_ITEM_IMAGES, source=path + source, ordinal=1,
+                          store_roles=STORE_ITEM_ROLES)
+
+
+def test_store_error_in_one_record_does_not_stop_the_others(tmp_path: Path) -> None:
+    bad = rec("B", store_roles={"fr": {"base": "nope.jpg"}})
+    path = write(tmp_path, "feed.ndjson", ndjson(rec("A"), bad, STORE_RECORD))
+    results = run([path])
+    assert kinds(results) == [("Item", f"{path}:1", 1), ("Rejection", f"{path}:2", 2), ("Item", f"{path}:3", 3)]
+    assert results[1].error == 'store_roles["fr"]["base"]: /nope.jpg is not one of the item\'s images'
+    assert results[1].sku == "B"
+
+
+def test_sku_images_file_carries_store_roles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sku --images FILE`: an object brings `store_roles`; a bare list of images brings `stores` only."""
+    from typer.testing import CliRunner
+
+    from nacento_sync import cli
+
+    seen: list[Item | Rejection] = []
+
+    def fake_run(cfg: Any, records: Any, **kwargs: Any) -> int:
+        seen.extend(records)
+        return 0
+
+    monkeypatch.setattr(cli, "_run", fake_run)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NACENTO_STORAGE__BUCKET", "bucket")
+    images = STORE_RECORD["images"]
+    obj = write(tmp_path, "obj.json", json.dumps({"images": images, "store_roles": STORE_RECORD["store_roles"]}))
+    bare = write(tmp_path, "bare.json", json.dumps(images))
+    bad = write(tmp_path, "bad.json", json.dumps({"images": images, "store_roles": {"admin": {}}}))
+    for path in (obj, bare, bad):
+        done = CliRunner().invoke(cli.app, ["sku", "S-1", "--images", path])
+        assert done.exit_code == 0, done.output
+    first, second, third = seen
+    assert first == Item(sku="S-1", images=STORE_ITEM_IMAGES, source=obj, ordinal=1, store_roles=STORE_ITEM_ROLES)
+    assert second == Item(sku="S-1", images=STORE_ITEM_IMAGES, source=bare, ordinal=1)
+    assert isinstance(third, Rejection) and third.error.startswith('store_roles["admin"]: store "admin" is store 0')

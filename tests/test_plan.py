@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,41 +29,95 @@ from nacento_sync.plan import (
 _ids = itertools.count(10_000)
 
 
-def apply(state: ProductState, ops) -> ProductState:
-    """Apply a plan to the in-memory state, the way the SQL adapter does to the tables."""
-    entries = {e.value_id: e for e in state.entries}
-    attrs = dict(state.attributes)
+@dataclass
+class World:
+    """An in-memory model of the gallery tables of several products, as the SQL adapter sees them."""
+
+    gallery: dict[int, str] = field(default_factory=dict)  # value_id → value
+    links: set[tuple[int, int]] = field(default_factory=set)  # (value_id, link_id)
+    rows: dict[int, tuple[int, int, ValueRow]] = field(default_factory=dict)  # record_id → (value_id, link, row)
+    attrs: dict[int, dict] = field(default_factory=dict)  # link_id → {(code, store): value}
+    other_media: dict[int, frozenset] = field(default_factory=dict)
+
+    def state(self, link: int) -> ProductState:
+        """What `read_states` returns for one product."""
+        entries = tuple(
+            Entry(vid, self.gallery[vid], sum(1 for v, _ in self.links if v == vid) > 1,
+                  tuple(r for rid, (v, lk, r) in sorted(self.rows.items()) if (v, lk) == (vid, link)))
+            for vid in sorted(v for v, lk in self.links if lk == link)
+        )
+        return ProductState(link, entries, dict(self.attrs.get(link, {})), self.other_media.get(link, frozenset()))
+
+    def orphans(self) -> list[int]:
+        return sorted(vid for vid in self.gallery if not any(v == vid for v, _ in self.links))
+
+
+def world_of(state: ProductState) -> World:
+    """One product's state as a world; a shared entry is also linked to a product that is not synced."""
+    w = World(attrs={state.link_id: dict(state.attributes)}, other_media={state.link_id: state.other_media})
+    for e in state.entries:
+        w.gallery[e.value_id] = e.value
+        w.links.add((e.value_id, state.link_id))
+        if e.shared:
+            w.links.add((e.value_id, -1))
+        for r in e.rows:
+            w.rows[r.record_id] = (e.value_id, state.link_id, r)
+    return w
+
+
+def apply_world(world: World, ops) -> World:
+    """Apply a batch's operations the way `magento.Writer.apply` does to the tables: deletions (the
+    gallery rows whose last link went included), then updates, then inserts, then attributes."""
+    w = World(dict(world.gallery), set(world.links), dict(world.rows),
+              {k: dict(v) for k, v in world.attrs.items()}, dict(world.other_media))
+    ops = list(ops)
+    for op in ops:
+        match op:
+            case DeleteValueRows():
+                for rid in op.record_ids:
+                    w.rows.pop(rid, None)
+            case RemoveEntry():
+                w.rows = {rid: x for rid, x in w.rows.items() if (x[0], x[1]) != (op.value_id, op.link_id)}
+                w.links.discard((op.value_id, op.link_id))
+    for op in ops:
+        if isinstance(op, RemoveEntry) and (op.delete_gallery_row or op.value_id in w.orphans()):
+            w.gallery.pop(op.value_id, None)
+            w.rows = {rid: x for rid, x in w.rows.items() if x[0] != op.value_id}
+            w.links = {(v, lk) for v, lk in w.links if v != op.value_id}
+    for op in ops:
+        match op:
+            case SetEntryValue():
+                w.gallery[op.value_id] = op.value
+            case UpdateValueRow() | UpsertMeta():
+                vid, link, r = w.rows[op.record_id]
+                w.rows[op.record_id] = (vid, link, _apply_row(r, op))
     for op in ops:
         match op:
             case InsertEntry():
-                row = ValueRow(next(_ids), op.label, op.position, op.disabled, True, op.etag)
                 vid = next(_ids)
-                entries[vid] = Entry(vid, op.value, False, (row,))
-            case RemoveEntry():
-                entries.pop(op.value_id)
-            case SetEntryValue():
-                entries[op.value_id] = replace(entries[op.value_id], value=op.value)
+                w.gallery[vid] = op.value
+                w.links.add((vid, op.link_id))
+                rid = next(_ids)
+                w.rows[rid] = (vid, op.link_id, ValueRow(rid, op.label, op.position, op.disabled, True, op.etag))
             case InsertValueRow():
-                e = entries[op.value_id]
-                row = ValueRow(next(_ids), op.label, op.position, op.disabled, True, op.etag)
-                entries[op.value_id] = replace(e, rows=e.rows + (row,))
-            case UpdateValueRow() | UpsertMeta() | DeleteValueRows():
-                for vid, e in entries.items():
-                    entries[vid] = replace(e, rows=tuple(_apply_row(r, op) for r in e.rows if _keeps(r, op)))
+                rid = next(_ids)
+                w.rows[rid] = (op.value_id, op.link_id,
+                               ValueRow(rid, op.label, op.position, op.disabled, True, op.etag))
+    for op in ops:
+        match op:
             case SetAttribute():
-                attrs[(op.attribute, op.store_id)] = op.value
+                w.attrs.setdefault(op.link_id, {})[(op.attribute, op.store_id)] = op.value
             case DeleteAttribute():
-                attrs.pop((op.attribute, op.store_id), None)
-    return ProductState(state.link_id, tuple(entries.values()), attrs, state.other_media)
+                w.attrs.get(op.link_id, {}).pop((op.attribute, op.store_id), None)
+    return w
 
 
-def _keeps(r: ValueRow, op) -> bool:
-    return not (isinstance(op, DeleteValueRows) and r.record_id in op.record_ids)
+def apply(state: ProductState, ops) -> ProductState:
+    """Apply one product's plan to the in-memory state, the way the SQL adapter does to the tables."""
+    return apply_world(world_of(state), ops).state(state.link_id)
 
 
 def _apply_row(r: ValueRow, op) -> ValueRow:
-    if getattr(op, "record_id", None) != r.record_id:
-        return r
     if isinstance(op, UpsertMeta):
         return replace(r, has_meta=True, etag=op.etag)
     return replace(r, label=op.label, position=op.position, disabled=op.disabled)
@@ -330,3 +385,228 @@ def test_shared_gallery_rows_are_never_changed_or_deleted(state, it, etags, mode
             assert op.value_id not in shared
         if isinstance(op, RemoveEntry) and op.value_id in shared:
             assert not op.delete_gallery_row
+
+
+# ---------------------------------------------------------------- issue 7: missing objects hold replace's deletions
+
+TYPO = "/p/r/O.jpg"  # letter O: no such object
+GALLERY = ("/p/r/0.jpg", "/p/r/1.jpg", "/p/r/2.jpg")
+
+
+def _typo_state(**attrs):
+    entries = tuple(Entry(i + 1, path, False, (row(10 + i, label=f"L{i}", position=i + 1),))
+                    for i, path in enumerate(GALLERY))
+    roles = {("image", 0): "/p/r/0.jpg", ("small_image", 0): "/p/r/0.jpg", ("thumbnail", 0): "/p/r/0.jpg",
+             ("image_label", 0): "L0", ("small_image_label", 0): "L0", ("thumbnail_label", 0): "L0"}
+    return ProductState(7, entries, roles | attrs)
+
+
+def _etags(*missing):
+    return {p: (None if p in missing else "e1") for p in (*GALLERY, TYPO, "/n/e/new.jpg")}
+
+
+def _destructive(ops):
+    return [op for op in ops if isinstance(op, RemoveEntry | DeleteAttribute)
+            or (isinstance(op, SetAttribute) and op.value == NO_SELECTION)]
+
+
+def test_a_typod_path_holding_the_roles_deletes_nothing_in_replace_mode():
+    """The issue's case: `O` listed instead of `0`, with the roles; replace used to delete `0`."""
+    it = item(img(TYPO, 1, "L0", roles=["image", "small_image", "thumbnail"]), img(GALLERY[1], 2, "L1"),
+              img(GALLERY[2], 3, "L2"))
+    state = _typo_state()
+    p = plan_product(it, state, _etags(TYPO), mode="replace", object_key=lambda path: "media/catalog/product" + path)
+    assert p.ops == plan_product(it, state, _etags(TYPO), mode="merge").ops == []
+    assert (p.stats.deleted, p.stats.missing, p.stats.deletions_held) == (0, 1, 1)
+    (held,) = [w for w in p.stats.warnings if w.startswith("deletions_held:")]
+    assert TYPO in held
+    assert apply(state, p.ops).attributes == state.attributes
+
+
+@pytest.mark.parametrize("case", ["unlisted_entry", "unclaimed_role", "store_view_role", "two_missing"])
+def test_any_missing_object_holds_every_deletion_and_role_reset(case):
+    """Each way a replace plan destroys something is held back while a listed object is missing."""
+    state = _typo_state()
+    images = [img(GALLERY[0], 1, "L0", roles=["image", "small_image", "thumbnail"]), img(GALLERY[1], 2, "L1"),
+              img(GALLERY[2], 3, "L2")]
+    missing = [TYPO]
+    if case == "unlisted_entry":  # image 2 not listed: replace would delete it
+        images = images[:2]
+    elif case == "unclaimed_role":  # roles claimed elsewhere; thumbnail unclaimed would be reset
+        images[0] = img(GALLERY[0], 1, "L0", roles=["image", "small_image"])
+    elif case == "store_view_role":  # a store-view role row on an unlisted image would be deleted
+        state = replace(state, entries=state.entries + (Entry(9, "/p/r/9.jpg", False, (row(19, position=9),)),),
+                        attributes={**state.attributes, ("image", 1): "/p/r/9.jpg"})
+    elif case == "two_missing":
+        images = images[:2]
+        missing = [TYPO, "/m/i/ssing.jpg"]
+    images += [img(path, 4 + i) for i, path in enumerate(missing)]
+    it = item(*images)
+    etags = _etags(*missing) | {path: None for path in missing}
+    unheld = plan_product(it, state, {k: v or "e1" for k, v in etags.items()}, mode="replace")
+    assert _destructive(unheld.ops)  # the plan would destroy something were the objects there
+    p = plan_product(it, state, etags, mode="replace")
+    merge = plan_product(it, state, etags, mode="merge")
+    assert p.ops == merge.ops and not _destructive(p.ops)
+    assert p.stats.deletions_held == 1 and p.stats.deleted == 0
+    (held,) = [w for w in p.stats.warnings if w.startswith("deletions_held:")]
+    assert all(path in held for path in missing)
+
+
+def test_held_replace_still_applies_merges_repairs_and_changes():
+    state = ProductState(7, (Entry(1, "p/r/0.jpg", False, (row(10, label="old"),)),  # legacy spelling
+                             Entry(2, "/p/r/1.jpg", False, (row(11),)), Entry(3, "p/r/1.jpg", False, (row(12),)),
+                             Entry(4, "/u/n/listed.jpg", False, (row(13),))),
+                         {("thumbnail", 0): "/u/n/listed.jpg"})
+    it = item(img("/p/r/0.jpg", 1, "new", roles=["image"]), img("/p/r/1.jpg", 2), img(TYPO, 3, roles=["small_image"]),
+              img("/n/e/new.jpg", 4))
+    p = plan_product(it, state, _etags(TYPO), mode="replace")
+    assert SetEntryValue(1, "/p/r/0.jpg") in p.ops  # legacy_path repair
+    assert RemoveEntry(7, 3, delete_gallery_row=True) in p.ops  # duplicate_entry repair
+    assert UpdateValueRow(10, "new", 1, False) in p.ops
+    assert SetAttribute(7, "image", 0, "/p/r/0.jpg") in p.ops
+    assert any(isinstance(op, InsertEntry) and op.value == "/n/e/new.jpg" for op in p.ops)
+    assert not any(isinstance(op, RemoveEntry) and op.value_id == 4 for op in p.ops)  # unlisted: kept
+    assert ("thumbnail", 0) not in {(op.attribute, op.store_id) for op in p.ops if isinstance(op, SetAttribute)}
+    assert p.stats.deletions_held == 1 and p.stats.deleted == 1
+
+
+def test_no_deletions_held_when_replace_would_destroy_nothing():
+    """Every entry listed, every role claimed by a present image: a missing extra image holds nothing."""
+    it = item(img(GALLERY[0], 1, "L0", roles=["image", "small_image", "thumbnail", "swatch_image"]),
+              img(GALLERY[1], 2, "L1"), img(GALLERY[2], 3, "L2"), img(TYPO, 4))
+    p = plan_product(it, _typo_state(), _etags(TYPO), mode="replace")
+    assert p.stats.deletions_held == 0 and not any(w.startswith("deletions_held:") for w in p.stats.warnings)
+    assert p.ops == [SetAttribute(7, "swatch_image", 0, GALLERY[0])]
+    assert plan_product(it, _typo_state(), _etags(TYPO), mode="merge").stats.deletions_held == 0
+
+
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+@pytest.mark.parametrize("earlier_claims", [False, True])
+def test_a_role_claimed_by_a_missing_image_stays_where_it_was(mode, earlier_claims):
+    """Neither reset nor moved to an earlier, present claimant (the feed gives the role to the later claim;
+    an item built without the feed may still carry both claims)."""
+    roles = ["image", "small_image", "thumbnail"]
+    it = item(img(GALLERY[1], 1, "L1", roles=roles if earlier_claims else ()), img(GALLERY[2], 2, "L2"),
+              img(TYPO, 3, roles=roles))
+    state = _typo_state()
+    p = plan_product(it, state, _etags(TYPO), mode=mode)
+    after = apply(state, p.ops)
+    for role in roles:
+        assert after.attributes[(role, 0)] == "/p/r/0.jpg"
+        assert after.attributes[(f"{role}_label", 0)] == "L0"
+
+
+# ---------------------------------------------------------------- properties of issue 7
+
+
+def _canon(value):
+    return "/" + value.lstrip("/") if value not in (None, NO_SELECTION) else value
+
+
+@settings(max_examples=300, deadline=None)
+@given(states(), items(), etag_maps, st.data())
+def test_replace_with_any_missing_object_plans_exactly_merge(state, it, etags, data):
+    """Never deletes an unlisted entry or resets a role; `deletions_held` says whether it would have."""
+    etags = {im.path: etags.get(im.path, "e1") for im in it.images}
+    if it.images and all(etags.values()):
+        etags[data.draw(st.sampled_from([im.path for im in it.images]))] = None
+    missing = [path for path, etag in etags.items() if etag is None]
+    p = plan_product(it, state, etags, "replace")
+    merge = plan_product(it, state, etags, "merge")
+    assert p.ops == merge.ops
+    for name in ("inserted", "updated_value", "updated_meta", "skipped_no_change", "deleted", "missing"):
+        assert getattr(p.stats, name) == getattr(merge.stats, name)
+    if not missing:
+        return  # an empty item: the empty_image_list net holds it
+    present = plan_product(it, state, {path: etag or "e1" for path, etag in etags.items()}, "replace")
+    listed = {im.path for im in it.images}
+    would = [op for op in _destructive(present.ops)
+             if not isinstance(op, RemoveEntry) or _canon(state_value(state, op.value_id)) not in listed]
+    assert p.stats.deletions_held == (1 if would else 0)
+    assert any(w.startswith("deletions_held:") for w in p.stats.warnings) == bool(would)
+    assert merge.stats.deletions_held == 0
+
+
+def state_value(state, value_id):
+    return next(e.value for e in state.entries if e.value_id == value_id)
+
+
+@st.composite
+def items_with_repeated_claims(draw):
+    """Items whose roles may be claimed by several images, as an item built without the feed may be."""
+    it = draw(items())
+    images = [replace(im, roles=tuple(sorted(set(im.roles) | set(draw(st.lists(st.sampled_from(ROLES)))))))
+              for im in it.images]
+    return replace(it, images=tuple(images))
+
+
+@settings(max_examples=300, deadline=None)
+@given(states(), items_with_repeated_claims(), etag_maps, st.sampled_from(["merge", "replace"]))
+def test_roles_of_missing_claimants_stay_where_they_were(state, it, etags, mode):
+    etags = {im.path: etags.get(im.path, "e1") for im in it.images}
+    after = apply(state, plan_product(it, state, etags, mode).ops)
+    last_claim = {role: im.path for im in it.images for role in im.roles}
+    for role, path in last_claim.items():
+        if etags[path] is None:
+            for store in (0, 1):
+                assert _canon(after.attributes.get((role, store))) == _canon(state.attributes.get((role, store)))
+
+
+# ---------------------------------------------------------------- properties of issue 7: batching
+
+LINKS = (1, 2, 3)
+
+
+@st.composite
+def worlds(draw):
+    """Up to three products whose gallery rows may be shared (as old imports did)."""
+    w = World()
+    record_ids = itertools.count(500)
+    for vid in range(1, draw(st.integers(0, 5)) + 1):
+        name = draw(st.sampled_from(NAMES))
+        w.gallery[vid] = draw(st.sampled_from([name, name.lstrip("/")]))
+        for link in draw(st.lists(st.sampled_from(LINKS), min_size=1, max_size=3, unique=True)):
+            w.links.add((vid, link))
+            for _ in range(draw(st.integers(0, 1))):
+                rid = next(record_ids)
+                m = draw(st.booleans())
+                w.rows[rid] = (vid, link, ValueRow(rid, draw(labels), draw(st.integers(0, 5)), draw(st.booleans()),
+                                                   m, "e1" if m else None))
+    for link in LINKS:
+        w.attrs[link] = {(role, 0): draw(st.sampled_from(NAMES + [NO_SELECTION]))
+                         for role in draw(st.lists(st.sampled_from(ROLES), unique=True))}
+    return w
+
+
+def _view(w: World):
+    """The end state, ids aside: each product's images, value rows and roles; how many gallery rows; orphans."""
+    products = {}
+    for link in LINKS:
+        s = w.state(link)
+        products[link] = (sorted((e.value, tuple(sorted((r.label or "", r.position, r.disabled, r.etag or "")
+                                                        for r in e.rows))) for e in s.entries),
+                          sorted(s.attributes.items()))
+    return products, len(w.gallery), w.orphans()
+
+
+@settings(max_examples=300, deadline=None)
+@given(worlds(), st.lists(items(), min_size=3, max_size=3), etag_maps, st.sampled_from(["merge", "replace"]),
+       st.sampled_from([1, 2, 3]))
+def test_end_state_does_not_depend_on_the_batching(world, its, etags, mode, batch_size):
+    """Plans of one batch are all made against the state before it, then applied together."""
+    etags = {im.path: etags.get(im.path, "e1") for it in its for im in it.images}
+    batches = [LINKS[i:i + batch_size] for i in range(0, len(LINKS), batch_size)]
+    by_link = dict(zip(LINKS, its, strict=True))
+
+    def sync(w, batch):
+        return apply_world(w, [op for link in batch for op in plan_product(by_link[link], w.state(link), etags,
+                                                                           mode).ops])
+
+    one_by_one, batched = world, world
+    for link in LINKS:
+        one_by_one = sync(one_by_one, (link,))
+    for batch in batches:
+        batched = sync(batched, batch)
+    assert _view(batched) == _view(one_by_one)
+    assert batched.orphans() == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from helpers import (
     Bucket,
@@ -14,8 +16,10 @@ from helpers import (
     run,
     write_ndjson,
 )
+from rich.console import Console
 
 from nacento_sync.models import NO_SELECTION
+from nacento_sync.report import render
 
 
 @pytest.fixture
@@ -28,6 +32,14 @@ def store(magento):
 @pytest.fixture
 def cfg(store, bucket, db_params):
     return config_dict(store, bucket, db_params)
+
+
+def _rendered(report, row_name: str) -> str:
+    """The console summary's line for `row_name`, as plain text."""
+    buf = io.StringIO()
+    render(report, Console(file=buf, width=160, color_system=None))
+    (line,) = [ln for ln in buf.getvalue().splitlines() if row_name in ln]
+    return line.replace("│", " ").strip()
 
 
 def meta(store, record_id):
@@ -62,6 +74,11 @@ def test_first_sync_inserts_then_rerun_and_dry_run_write_nothing(store, bucket, 
     counts = store.table_counts()
     before = rows_changed(store)
     assert before[store.t("catalog_product_entity_media_gallery")] == 3  # the counters do count our writes
+    predicted = run(cfg, write_ndjson(tmp_path / "more.ndjson", [  # a dry run names what would change
+        {"sku": "SKU-B", "images": [{"file_path": "f/r/front.jpg"}]}, {"sku": "SKU-A", "images": []}]),
+        dry_run=True)
+    assert predicted.report.changed_product_ids == [b.entity_id] and predicted.report.stats.inserted == 1
+    assert _rendered(predicted.report, "products changed").split()[-1] == "1"
     again = run(cfg, export)
     dry = run(cfg, export, dry_run=True, mode="replace")
     assert rows_changed(store) == before
@@ -69,7 +86,7 @@ def test_first_sync_inserts_then_rerun_and_dry_run_write_nothing(store, bucket, 
     for rep in (again.report, dry.report):
         assert rep.stats.skipped_no_change == 3
         assert (rep.stats.inserted, rep.stats.updated_value, rep.stats.updated_meta, rep.stats.deleted) == (0,) * 4
-    assert again.report.changed_product_ids == []
+    assert again.report.changed_product_ids == [] and dry.report.changed_product_ids == []
 
 
 def test_changes_are_counted_and_dry_run_predicts_them(store, bucket, cfg, tmp_path):
@@ -85,6 +102,7 @@ def test_changes_are_counted_and_dry_run_predicts_them(store, bucket, cfg, tmp_p
     for rep in (dry.report, out.report):
         s = rep.results[0].image_stats
         assert (s.updated_value, s.updated_meta, s.skipped_no_change, s.inserted) == (1, 1, 0, 0)
+        assert rep.changed_product_ids == [p.entity_id]
     g = store.gallery(p.link_id)
     assert [x["label"] for x in g] == ["Uno", "Two"]
     assert meta(store, g[1]["record_id"]) == new_etag
@@ -386,3 +404,100 @@ def test_storage_failures_fail_the_sku_and_write_nothing(magento_factory, db_par
     assert rb.error is None and (rb.image_stats.inserted, rb.image_stats.missing) == (1, 1)
     assert [g["value"] for g in store.gallery(b.link_id)] == ["/o/k/fine.jpg"]
     assert sum("fail.jpg" in h for h in flaky.heads) > 1  # retried before giving up
+
+
+def test_replace_with_missing_objects_holds_deletions_and_role_resets(store, bucket, cfg, tmp_path):
+    """Issue 7.1: `O` (letter) typed for `0`, with the roles: replace used to delete `0` and reset its roles."""
+    typo = store.add_product("SKU-TYPO")
+    zero = store.add_gallery_entry(typo.link_id, "/t/y/0.jpg", label="Zero", position=1)
+    for i in (1, 2):
+        store.add_gallery_entry(typo.link_id, f"/t/y/{i}.jpg", label=f"L{i}", position=i + 1)
+    for role in ("image", "small_image", "thumbnail"):
+        store.set_varchar(typo.link_id, role, "/t/y/0.jpg")
+        store.set_varchar(typo.link_id, f"{role}_label", "Zero")
+    unlisted = store.add_product("SKU-UNLISTED")  # a missing extra image; an unlisted one with a store-view role
+    store.add_gallery_entry(unlisted.link_id, "/u/n/keep.jpg", label="old", position=1)
+    store.add_gallery_entry(unlisted.link_id, "/u/n/other.jpg", position=2)
+    store.set_varchar(unlisted.link_id, "image", "/u/n/other.jpg", store_id=1)
+    harmless = store.add_product("SKU-HARMLESS")  # replace would destroy nothing: no deletions_held
+    store.add_gallery_entry(harmless.link_id, "h/a/legacy.jpg", position=1)
+    for path in ("/t/y/0.jpg", "/t/y/1.jpg", "/t/y/2.jpg", "/u/n/keep.jpg", "/h/a/legacy.jpg"):
+        bucket.put(path)
+    before = {p.sku: (store.gallery(p.link_id), store.roles(p.link_id)) for p in (typo, unlisted)}
+    out = run(cfg, write_ndjson(tmp_path / "x.ndjson", [
+        {"sku": "SKU-TYPO", "images": [{"file_path": "t/y/O.jpg", "roles": ["base", "small", "thumbnail"]},
+                                       {"file_path": "t/y/1.jpg"}, {"file_path": "t/y/2.jpg"}]},
+        {"sku": "SKU-UNLISTED", "images": [{"file_path": "u/n/keep.jpg", "label": "new", "roles": ["thumbnail"]},
+                                           {"file_path": "u/n/typo.jpg"}, {"file_path": "u/n/typ0.jpg"}]},
+        {"sku": "SKU-HARMLESS", "images": [{"file_path": "h/a/legacy.jpg"}, {"file_path": "h/a/nope.jpg"}]},
+    ]), mode="replace")
+    assert not out.report.failed  # exit code 0, as for other warnings
+    assert store.gallery(typo.link_id) == before["SKU-TYPO"][0]
+    assert store.roles(typo.link_id) == before["SKU-TYPO"][1]
+    assert zero in [g["value_id"] for g in store.gallery(typo.link_id)]
+    g = store.gallery(unlisted.link_id)
+    assert [(x["value"], x["label"]) for x in g] == [("/u/n/keep.jpg", "new"), ("/u/n/other.jpg", None)]
+    roles = store.roles(unlisted.link_id)
+    assert roles[("image", 1)] == "/u/n/other.jpg" and ("image", 0) not in roles and ("small_image", 0) not in roles
+    assert roles[("thumbnail", 0)] == "/u/n/keep.jpg"  # merge's changes still apply
+    assert [x["value"] for x in store.gallery(harmless.link_id)] == ["/h/a/legacy.jpg"]  # and its repairs
+    held = {sku: [w for w in out.result(sku).image_stats.warnings if w.startswith("deletions_held:")]
+            for sku in ("SKU-TYPO", "SKU-UNLISTED", "SKU-HARMLESS")}
+    assert "/t/y/O.jpg" in held["SKU-TYPO"][0]
+    assert "/u/n/typo.jpg" in held["SKU-UNLISTED"][0] and "/u/n/typ0.jpg" in held["SKU-UNLISTED"][0]
+    assert held["SKU-HARMLESS"] == []
+    assert [out.result(s).image_stats.deletions_held for s in held] == [1, 1, 0]
+    s = out.report.stats
+    assert (s.deletions_held, s.deleted, s.missing) == (2, 0, 4)
+    assert _rendered(out.report, "deletions held").split()[-1] == "2"
+
+
+def _shared_row(store, products, path, **entry):
+    """One gallery row linked to every product, with a store-0 value row for each (as old imports did)."""
+    vid = store.add_gallery_entry(products[0].link_id, path, **entry)
+    for p in products[1:]:
+        store.link_entry(vid, p.link_id)
+        store.add_value_row(vid, p.link_id, 0, entry.get("label"), entry.get("position"))
+    return vid
+
+
+def _orphans(store):
+    return store.query("SELECT g.value_id FROM {catalog_product_entity_media_gallery} g WHERE NOT EXISTS "
+                       "(SELECT 1 FROM {catalog_product_entity_media_gallery_value_to_entity} e "
+                       "WHERE e.value_id = g.value_id)")
+
+
+def test_end_state_does_not_depend_on_the_batch_size(store, bucket, cfg, tmp_path):
+    """Issue 7.3: products sharing a gallery row, synced with batch sizes 1, 2 and 3, end the same, and
+    the row whose last link the run removed is deleted (explicitly: the changelog sees it)."""
+    views = {}
+    for size in (1, 2, 3):
+        cfg["sync"]["batch_size"] = size
+        trio = [store.add_product(f"R{size}-{i}") for i in range(3)]  # replace drops the row shared by three
+        shared = _shared_row(store, trio, f"/s/h/{size}.jpg", label="S", position=1)
+        alone = store.add_product(f"R{size}-ALONE")  # not shared: deleted as always
+        own = store.add_gallery_entry(alone.link_id, f"/o/w/{size}.jpg", position=1)
+        pair = [store.add_product(f"M{size}-{i}") for i in range(2)]  # merge: a shared legacy row respelled
+        _shared_row(store, pair, f"l/g/b{size}.jpg", label="Leg", position=2)
+        bucket.put(f"/l/g/b{size}.jpg")
+        for i in range(3):
+            bucket.put(f"/k/p/b{size}-{i}.jpg")
+        bucket.put(f"/k/p/b{size}-alone.jpg")
+        store.clear_changelog()
+        replaced = run(cfg, write_ndjson(tmp_path / f"r{size}.ndjson", [
+            *({"sku": p.sku, "images": [{"file_path": f"k/p/b{size}-{i}.jpg"}]} for i, p in enumerate(trio)),
+            {"sku": alone.sku, "images": [{"file_path": f"k/p/b{size}-alone.jpg"}]}]), mode="replace")
+        merged = run(cfg, write_ndjson(tmp_path / f"m{size}.ndjson", [
+            {"sku": p.sku, "images": [{"file_path": f"l/g/b{size}.jpg"}]} for p in pair]))
+        assert replaced.report.stats.deleted == 4 and merged.report.stats.error == 0
+        assert store.query("SELECT value_id FROM {catalog_product_entity_media_gallery} WHERE value_id IN "
+                           "(%s, %s)", (shared, own)) == []
+        assert [r for r in store.value_rows(trio[0].link_id) if r["value_id"] == shared] == []
+        assert {p.entity_id for p in trio} <= set(store.changelog())
+        assert _orphans(store) == []
+        assert len(store.query("SELECT value_id FROM {catalog_product_entity_media_gallery} WHERE value IN "
+                               "(%s, %s)", (f"/l/g/b{size}.jpg", f"l/g/b{size}.jpg"))) == 2  # one per product
+        views[size] = [[(g["value"].replace(f"b{size}", "bN"), g["label"], g["position"])
+                        for g in store.gallery(p.link_id)] for p in (*trio, alone, *pair)]
+    assert views[1] == views[2] == views[3]
+    assert views[1][0] == [("/k/p/bN-0.jpg", None, 1)] and views[1][-1] == [("/l/g/bN.jpg", "Leg", 1)]
