@@ -688,3 +688,52 @@ def test_storefront_read_matches_the_feed_over_a_sequence_of_syncs(store, bucket
         again = sync(json.loads(json.dumps(items)), mode=mode)
         assert rows_changed(store) == written, n
         assert again.report.stats.updated_value == again.report.stats.inserted == 0, n
+
+
+def test_expect_agrees_with_the_hand_written_scenarios(magento_factory):
+    """The oracle of the long test, checked without a sync against the scenarios' hand-written values."""
+    store = magento_factory("ce")
+    store.fr, store.de = store.add_store("fr"), store.add_store("de")
+    stores = {"fr": store.fr, "de": store.de}
+
+    class NoBucket:
+        def put(self, path):
+            pass
+
+    p, (a, b, c, d, e) = base_product(store, NoBucket(), n=5, video=True)
+    v = "/v/v/video.jpg"
+    admin_copies(store, p.link_id, store.fr)
+    set_store_row(store, p.link_id, a, store.fr, label="A-fr")
+    set_store_row(store, p.link_id, c, store.fr, disabled=1)
+    set_store_row(store, p.link_id, e, store.fr, label="E-fr", disabled=1)
+    admin_copies(store, p.link_id, store.de)
+    drag(store, p.link_id, store.de, [d, c, v, b, a, e])
+    store.set_varchar(p.link_id, "image", a)
+    store.set_varchar(p.link_id, "small_image", a)
+    store.set_varchar(p.link_id, "image", b, store_id=store.fr)
+    store.set_varchar(p.link_id, "small_image", a, store_id=store.fr)
+    store.set_varchar(p.link_id, "thumbnail", e, store_id=store.de)
+    before = snapshot(store, p, [0, store.fr, store.de])
+    item = {"sku": "SKU-1", "images": [
+        img(a, label="A2"), img(b, label="B2", disabled=True, stores={"de": {"label": "B-de", "disabled": None}}),
+        img(c, label="C2"), img(d, label="D2"), img("/n/n/new.jpg", label="N")],
+        "store_roles": {"de": {"small": None}}}
+    views, roles = expect(before, item, "merge", stores)
+    assert views[store.fr] == {a: ("A-fr", 1, False), b: ("B2", 2, True), c: ("C2", 3, True), d: ("D2", 4, False),
+                               "/n/n/new.jpg": ("N", 5, False), e: ("E-fr", 5, True), v: ("", 6, False)}
+    assert views[store.de] == {d: ("D2", 0, False), c: ("C2", 1, False), b: ("B-de", 3, True),
+                               a: ("A2", 4, False), "/n/n/new.jpg": ("N", (AFTER, 5), False),
+                               v: ("", 2, False), e: ("", 5, False)}
+    assert views[0][e] == ("E", 5, False) and views[0]["/n/n/new.jpg"] == ("N", 5, False)
+    assert roles[0] == {"image": a, "small_image": a, "thumbnail": None, "swatch_image": None}
+    assert roles[store.fr] == {"image": b, "small_image": a, "thumbnail": None, "swatch_image": None}
+    assert roles[store.de] == {"image": a, "small_image": "no_selection", "thumbnail": e, "swatch_image": None}
+
+    views, roles = expect(before, {**item, "images": [img(a, roles=["thumbnail"]), img(b)]}, "replace", stores)
+    assert set(views[store.de]) == {a, b, v}
+    assert views[store.fr] == {a: ("A", 1, False), b: ("B", 2, False), v: ("", 6, False)}
+    assert views[store.de][b] == ("B", 2, False) and views[store.de][a] == ("A", 1, False)
+    assert roles[0] == {"image": "no_selection", "small_image": "no_selection", "thumbnail": a,
+                        "swatch_image": None}
+    assert roles[store.fr] == roles[0]  # claims: every store-view role not given is removed
+    assert roles[store.de] == {**roles[0], "small_image": "no_selection"}
