@@ -338,7 +338,7 @@ class Engine:
                 continue
             item_etags = {im.path: etags[im.path] for im in out.item.images}
             plan = plan_product(out.item, states[product.link_id], item_etags, self.options.mode,
-                                self.options.allow_empty, object_key=self.storage.key)
+                                self.options.allow_empty, object_key=self.storage.key, views=self.schema.views)
             plans.append((out, plan))
             before.append(states[product.link_id])
         if self.options.dry_run:

@@ -429,7 +429,7 @@ async def read_states(conn, schema: Schema, link_ids: Sequence[int]) -> dict[int
     attrs: dict[int, dict[tuple[str, int], str | None]] = defaultdict(dict)
     shared: set[int] = set()
     other_media: dict[int, set[str]] = defaultdict(set)
-    other_ids: dict[int, set[int]] = defaultdict(set)
+    other_ids: dict[int, dict[int, str]] = defaultdict(dict)
     other_positions: dict[int, dict[int, dict[int, int | None]]] = defaultdict(dict)
     store_rows: dict[tuple[int, int], list[StoreRow]] = defaultdict(list)
     if not links:
@@ -447,7 +447,7 @@ async def read_states(conn, schema: Schema, link_ids: Sequence[int]) -> dict[int
                 entries[link][value_id] = value
             else:  # videos and other media: never touched, but their paths must not be duplicated
                 other_media[link].add(stored_to_canonical(value))
-                other_ids[link].add(value_id)
+                other_ids[link][value_id] = value
         value_ids = sorted({vid for per in entries.values() for vid in per})
         for chunk in _chunks(value_ids):
             await cur.execute(
@@ -493,6 +493,7 @@ async def read_states(conn, schema: Schema, link_ids: Sequence[int]) -> dict[int
             ),
             attrs[link],
             frozenset(other_media[link]),
+            other_ids[link],
             other_positions[link],
         )
         for link in links

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from nacento_sync.models import MANAGED_ROLES, NO_SELECTION, ROLE_LABELS, Item
+from nacento_sync.models import MANAGED_ROLES, NO_SELECTION, ROLE_LABELS, Item, StoreValues
 from nacento_sync.paths import stored_to_canonical
-from nacento_sync.storeviews import StoreRow
+from nacento_sync.storeviews import (
+    INHERIT,
+    Shown,
+    StoreRow,
+    keeps_own_order,
+    plan_image_rows,
+    plan_view_roles,
+    role_labels,
+)
 
 Mode = Literal["merge", "replace"]
 
@@ -58,7 +66,8 @@ class ProductState:
     #: Canonical paths of the product's non-image entries (videos): an image with the same path would be
     #: a duplicate value, which Magento removes on product load.
     other_media: frozenset[str] = frozenset()
-    #: The non-image entries' (videos') positions: value_id → store_id → position (rows that exist).
+    #: The non-image entries (videos): value_id → path, and value_id → store_id → position (rows that exist).
+    other_values: Mapping[int, str] = field(default_factory=dict)
     other_positions: Mapping[int, Mapping[int, int | None]] = field(default_factory=dict)
 
 
@@ -231,10 +240,13 @@ def plan_product(
     mode: Mode = "merge",
     allow_empty: bool = False,
     object_key=lambda path: path,
+    views: Mapping[str, int] | None = None,
 ) -> ProductPlan:
     """Plan one product. `etags[path]` is the object's ETag, or None when the object is missing.
 
-    `object_key` only serves the `missing_object` warning text.
+    `views` maps the store views' codes to their ids (every store view of the shop: the store-view rules
+    apply to all of them); without it only store 0 is planned. `object_key` only serves the
+    `missing_object` warning text.
     """
     link = state.link_id
     stats = ImageStats()
@@ -249,6 +261,7 @@ def plan_product(
     touched: dict[str, _Touched] = {}  # listed images that already existed
     inserted: set[str] = set()
     found_any = False
+    present: dict[str, _Present] = {}  # listed images present after this plan: store-0 values, store rows
 
     for img in item.images:
         etag = etags.get(img.path)
@@ -265,6 +278,7 @@ def plan_product(
         group = groups.get(img.path, [])
         if not group:
             label = img.label if img.label_given else None
+            present[img.path] = _Present(Shown(label, img.position, bool(img.disabled)), insert_at=len(ops))
             ops.append(InsertEntry(link, img.path, label, img.position, bool(img.disabled), etag))
             inserted.add(img.path)
             labels_after[img.path] = label
@@ -290,6 +304,9 @@ def plan_product(
         disabled = img.disabled if img.disabled is not None else (row.disabled if row else False)
         labels_after[img.path] = label
         meta_stale = row is None or not row.has_meta or row.etag != etag
+        before = Shown(row.label, row.position, row.disabled) if row else None
+        present[img.path] = _Present(Shown(label, img.position, disabled), before, keeper.value_id,
+                                     keeper.store_rows)
 
         if keeper.value != img.path:
             t.value = True
@@ -298,6 +315,7 @@ def plan_product(
                 warn(f"shared_entry: {img.path}: gallery entry {keeper.value_id} is shared with another "
                      "product; this product gets its own entry")
                 ops.append(RemoveEntry(link, keeper.value_id, delete_gallery_row=False))
+                present[img.path] = _Present(Shown(label, img.position, disabled), insert_at=len(ops))
                 ops.append(InsertEntry(link, img.path, label, img.position, disabled, etag))
                 t.meta = meta_stale
                 continue
@@ -327,7 +345,7 @@ def plan_product(
         may_delete = False
         if not found_any:
             warn("all_missing: none of the listed objects exists; nothing deleted")
-        held, _ = _plan_attributes(item, state, labels_after, set(unlisted), True)
+        held, _ = _plan_attributes(item, state, labels_after, set(unlisted), True)  # store 0 suffices
         if unlisted or any(_is_reset(op) for op in held):
             stats.deletions_held = 1
             warn(f"deletions_held: {_names(missing)} not in the bucket; replace mode deleted no entry and "
@@ -340,7 +358,16 @@ def plan_product(
                 stats.deleted += 1
             removed.add(canon)
 
-    attribute_ops, role_holders = _plan_attributes(item, state, labels_after, removed, may_delete)
+    scope = _Views.resolve(item, views or {}, warn)
+    if scope.ids:
+        for path in _plan_view_rows(state, present, scope, "replace" if may_delete else "merge", ops, warn):
+            if path in touched:
+                touched[path].value = True
+    if mode == "merge":
+        _warn_position_ties(item, state, present, groups, warn)
+
+    attribute_ops, role_holders = _plan_attributes(item, state, labels_after, removed, may_delete, present,
+                                                   scope)
     ops.extend(attribute_ops)
     for path in role_holders & touched.keys():
         touched[path].value = True
@@ -353,12 +380,149 @@ def plan_product(
     return ProductPlan(ops, stats)
 
 
+@dataclass
+class _Present:
+    """A listed image present after the plan: its store-0 values after (and before), its entry's store rows."""
+
+    after: Shown
+    before: Shown | None = None
+    value_id: int | None = None
+    store_rows: tuple[StoreRow, ...] = ()
+    #: Index of its InsertEntry op when the plan inserts it (its store rows ride on that op).
+    insert_at: int | None = None
+    #: The label each store view shows after the plan (view id → label).
+    view_labels: dict[int, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Views:
+    """The shop's store views and what the item says about them, by store id."""
+
+    ids: tuple[int, ...] = ()
+    values: Mapping[str, Mapping[int, StoreValues]] = field(default_factory=dict)  # path → view → values
+    roles: Mapping[int, Mapping[str, str | None]] = field(default_factory=dict)  # view → role → path
+
+    @classmethod
+    def resolve(cls, item: Item, views: Mapping[str, int] | None, warn) -> _Views:
+        """Store codes → ids (as Magento's unique `code`, case-insensitively); unknown codes warn once."""
+        if views is None:
+            return cls()
+        by_code = {code.lower(): store_id for code, store_id in views.items()}
+        unknown: list[str] = []
+
+        def store_id(code: str) -> int | None:
+            found = by_code.get(code.lower())
+            if found is None and code not in unknown:
+                unknown.append(code)
+            return found
+
+        values: dict[str, dict[int, StoreValues]] = {}
+        for img in item.images:
+            for code, given in img.stores:
+                if (view := store_id(code)) is not None:
+                    values.setdefault(img.path, {})[view] = given
+        roles: dict[int, dict[str, str | None]] = {}
+        for code, pairs in item.store_roles:
+            if (view := store_id(code)) is not None:
+                roles.setdefault(view, {}).update(pairs)
+        for code in unknown:
+            warn(f"unknown_store: store code {code!r} does not exist; its values were ignored")
+        return cls(tuple(sorted(set(views.values()))), values, roles)
+
+
+def _first_row(entry: Entry) -> ValueRow | None:
+    rows = sorted(entry.rows, key=_row_order)
+    return rows[0] if rows else None
+
+
+def _plan_view_rows(state: ProductState, present: dict[str, _Present], scope: _Views, mode: str, ops: list[Op],
+                    warn) -> set[str]:
+    """Store-view value rows of the listed, present images (storeviews.py has the rules); returns the
+    paths of existing images whose store-view rows are written."""
+    store0: dict[int, int | None] = {}
+    view_positions: dict[int, dict[int, int]] = {view: {} for view in scope.ids}
+    for e in state.entries:
+        row = _first_row(e)
+        store0[e.value_id] = row.position if row else None
+        for r in sorted(e.store_rows, key=lambda r: r.record_id):
+            if r.store_id in view_positions and r.position is not None:
+                view_positions[r.store_id].setdefault(e.value_id, r.position)
+    for value_id in state.other_values:
+        positions = state.other_positions.get(value_id, {})
+        store0[value_id] = positions.get(0)
+        for view, pos in positions.items():
+            if view in view_positions and pos is not None:
+                view_positions[view][value_id] = pos
+    kept = {view: mode == "merge" and keeps_own_order(store0, view_positions[view]) for view in scope.ids}
+    next_position = {}
+    for view in scope.ids:
+        merged = [view_positions[view].get(vid, pos) for vid, pos in store0.items()]
+        next_position[view] = max((p for p in merged if p is not None), default=0) + 1
+
+    written: set[str] = set()
+    for path, p in present.items():
+        changes = plan_image_rows(path, scope.values.get(path, {}), p.after, p.before, p.store_rows, scope.ids,
+                                  mode, kept, next_position)
+        for change in changes:
+            shown = change.want.label if change.want and change.want.label is not None else p.after.label
+            p.view_labels[change.store_id] = shown
+        for view in scope.ids:
+            p.view_labels.setdefault(view, p.after.label)
+        if p.insert_at is not None:
+            new = ops[p.insert_at]
+            assert isinstance(new, InsertEntry)
+            ops[p.insert_at] = replace(new, store_rows=tuple(
+                (c.store_id, c.want.label, c.want.position, c.want.disabled) for c in changes if c.want))
+            continue
+        assert p.value_id is not None
+        deletes: list[int] = []
+        for change in changes:
+            if change.surplus:
+                deletes += change.surplus
+                warn(f"duplicate_value_rows: {path}: removed {len(change.surplus)} surplus value row(s) of store "
+                     f"{change.store_id}")
+            want, cur = change.want, change.current
+            if want is None:
+                if cur is not None:
+                    deletes.append(cur.record_id)
+            elif cur is None:
+                ops.append(InsertValueRow(state.link_id, p.value_id, want.label, want.position, want.disabled, None,
+                                          store_id=change.store_id))
+            elif (cur.label, cur.position, cur.disabled) != (want.label, want.position, want.disabled):
+                ops.append(UpdateValueRow(cur.record_id, want.label, want.position, want.disabled))
+            if change.writes:
+                written.add(path)
+        if deletes:
+            ops.append(DeleteValueRows(tuple(deletes)))
+    return written
+
+
+def _warn_position_ties(item: Item, state: ProductState, present: dict[str, _Present],
+                        groups: Mapping[str, list[Entry]], warn) -> None:
+    """Merge mode: an entry the item does not list (a video too) at a listed image's store-0 position."""
+    listed = {img.path for img in item.images}
+    at: dict[int, str] = {}
+    for path, p in present.items():
+        at.setdefault(p.after.position, path)
+    others: list[tuple[str, int | None]] = []
+    for canon, group in groups.items():
+        if canon not in listed:
+            others += [(canon, row.position if (row := _first_row(e)) else None) for e in group]
+    others += [(f"{value} (video)", state.other_positions.get(vid, {}).get(0))
+               for vid, value in state.other_values.items()]
+    for other, pos in others:
+        if pos is not None and pos in at:
+            warn(f"position_tie: {at[pos]} and {other} share position {pos}; Magento shows them in no defined order")
+
+
 def _plan_attributes(
     item: Item,
     state: ProductState,
     labels_after: dict[str, str | None],
     removed: set[str],
     manage_roles: bool,
+    present: Mapping[str, _Present] | None = None,
+    scope: _Views | None = None,
 ) -> tuple[list[Op], set[str]]:
     """Role and role-label writes: claimed roles, respelled paths, roles of removed images.
 
@@ -371,9 +535,10 @@ def _plan_attributes(
     delete: set[tuple[str, int]] = set()
     link = state.link_id
 
+    views = scope.ids if scope else ()
     for (code, store), value in current.items():
-        if code not in MANAGED_ROLES or value in (None, NO_SELECTION):
-            continue
+        if code not in MANAGED_ROLES or value in (None, NO_SELECTION) or (store != 0 and views):
+            continue  # with the store views known, their roles follow the rules below
         canon = stored_to_canonical(value)
         if canon in removed:
             if store == 0:
@@ -403,11 +568,15 @@ def _plan_attributes(
         elif holder == NO_SELECTION and (role, 0) in wanted:
             wanted[(label_code, 0)] = None
 
+    if views and scope is not None:
+        _plan_view_attributes(item, state, labels_after, removed, manage_roles, present or {}, scope, wanted,
+                              delete)
+
     ops: list[Op] = []
     holders: set[str] = set()
     for (code, store), value in wanted.items():
-        if current.get((code, store)) == value:  # an absent row reads as NULL
-            continue
+        if current.get((code, store)) == value and (store == 0 or (code, store) in current):
+            continue  # at store 0 an absent row reads as NULL; on a view a row holding NULL is not inheriting
         ops.append(SetAttribute(link, code, store, value))
         holder = value if code in MANAGED_ROLES else wanted.get((_role_of(code), 0), current.get((_role_of(code), 0)))
         if holder is not None:
@@ -415,6 +584,46 @@ def _plan_attributes(
     for code, store in sorted(delete):
         ops.append(DeleteAttribute(link, code, store))
     return ops, holders
+
+
+def _plan_view_attributes(
+    item: Item,
+    state: ProductState,
+    labels_after: Mapping[str, str | None],
+    removed: set[str],
+    manage_roles: bool,
+    present: Mapping[str, _Present],
+    scope: _Views,
+    wanted: dict[tuple[str, int], str | None],
+    delete: set[tuple[str, int]],
+) -> None:
+    """Roles and role labels on every store view (rules in storeviews.py), into `wanted` / `delete`."""
+    current = state.attributes
+    after0 = {role: wanted.get((role, 0), current.get((role, 0))) for role in MANAGED_ROLES}
+    mode = "replace" if manage_roles else "merge"
+    roles = plan_view_roles(item, current, after0, set(labels_after), removed, scope.ids, scope.roles, mode)
+    label_at: dict[tuple[str, int], str | None] = {}
+    for e in state.entries:  # what each view shows for the images the item does not change
+        path, row = stored_to_canonical(e.value), _first_row(e)
+        for r in sorted(e.store_rows, key=lambda r: -r.record_id):
+            label_at[(path, r.store_id)] = r.label
+        for view in scope.ids:
+            if label_at.get((path, view)) is None:
+                label_at[(path, view)] = row.label if row else None
+    for path, p in present.items():
+        for view, label in p.view_labels.items():
+            label_at[(path, view)] = label
+    canon0 = {role: v if v in (None, NO_SELECTION) else stored_to_canonical(v) for role, v in after0.items()}
+    holders = {key: v if v is INHERIT or v in (None, NO_SELECTION) else stored_to_canonical(str(v))
+               for key, v in roles.items()}
+    labels0 = {code: wanted.get((code, 0), current.get((code, 0))) for code in ROLE_LABELS.values()}
+    labels = role_labels(holders, canon0, label_at, labels0, scope.ids)
+    for key, value in [*roles.items(), *labels.items()]:
+        if value is INHERIT:
+            if key in current:
+                delete.add(key)
+        else:
+            wanted[key] = value  # type: ignore[assignment]
 
 
 def _role_of(label_code: str) -> str:
