@@ -578,9 +578,9 @@ def _plan_attributes(
         if current.get((code, store)) == value and (store == 0 or (code, store) in current):
             continue  # at store 0 an absent row reads as NULL; on a view a row holding NULL is not inheriting
         ops.append(SetAttribute(link, code, store, value))
-        holder = value if code in MANAGED_ROLES else wanted.get((_role_of(code), 0), current.get((_role_of(code), 0)))
-        if holder is not None:
-            holders.add(holder)
+        holder = value if code in MANAGED_ROLES else _holder(_role_of(code), store, wanted, current, delete)
+        if holder not in (None, NO_SELECTION):
+            holders.add(stored_to_canonical(holder))
     for code, store in sorted(delete):
         ops.append(DeleteAttribute(link, code, store))
     return ops, holders
@@ -624,6 +624,14 @@ def _plan_view_attributes(
                 delete.add(key)
         else:
             wanted[key] = value  # type: ignore[assignment]
+
+
+def _holder(role: str, store: int, wanted, current, delete) -> str | None:
+    """The image holding `role` on `store` after the plan (a view without its own value: store 0's)."""
+    key = (role, store)
+    if store != 0 and key not in delete and (key in wanted or key in current):
+        return wanted.get(key, current.get(key))
+    return wanted.get((role, 0), current.get((role, 0)))
 
 
 def _role_of(label_code: str) -> str:
