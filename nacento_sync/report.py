@@ -46,6 +46,7 @@ WARNING_CODES = {
     "database_error": "the SKU's transaction failed; nothing was written for it",
     "unstorable_text": "a label has a character its column (utf8mb3) cannot store; the stored label stays",
     "cache_purge_failed": "deleting stale resized copies (--purge-cache) failed; the sync itself stands",
+    "position_tie": "merge mode: an entry the item does not list has a listed image's position (order undefined)",
     "unknown_store": "a store code in stores/store_roles is not a store of the database; its values were ignored",
 }
 COUNTERS = ImageStats.COUNTERS

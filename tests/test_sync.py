@@ -147,7 +147,9 @@ def test_legacy_and_duplicate_entries_are_merged_with_their_roles(store, bucket,
                        (dup_old,))[0]["n"] == 0
     roles = store.roles(p.link_id)
     assert roles[("image", 0)] == "/l/e/legacy.jpg"
-    assert roles[("thumbnail", 0)] == roles[("thumbnail", 1)] == "/d/u/dup.jpg"
+    assert roles[("thumbnail", 0)] == "/d/u/dup.jpg"
+    # Store 1 held a copy of store 0's value: it now inherits it (issue 8's store-view rule), same image shown.
+    assert ("thumbnail", 1) not in roles
     s = out.report.stats
     assert (s.deleted, s.updated_value) == (1, 2)
     codes = {w.split(":")[0] for w in out.report.results[0].image_stats.warnings}
@@ -253,7 +255,9 @@ def test_replace_mode_deletes_resets_roles_and_is_seen_by_changelog(store, bucke
     assert roles[("small_image", 0)] == NO_SELECTION  # the feed manages roles: unclaimed ones are cleared
     assert roles[("thumbnail", 0)] == "/k/e/keep.jpg"
     assert p.entity_id in store.changelog()  # explicit deletes fire Magento's triggers
-    assert len(store.value_rows(p.link_id)) == 2  # keep's store-0 and store-1 rows
+    # keep's store-0 row only: replace mode makes every store view show store 0 (issue 8), so the
+    # store-1 label row went
+    assert len(store.value_rows(p.link_id)) == 1
 
 
 def test_replace_safety_nets(store, bucket, cfg, tmp_path):
