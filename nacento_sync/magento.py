@@ -269,6 +269,14 @@ _TEXT_COLUMNS = {
 }
 
 
+async def narrow_columns(conn, prefix: str) -> dict[str, str]:
+    """`_narrow_columns` on its own connection's transaction (for `submit`, which needs no Schema)."""
+    async with conn.cursor() as cur:
+        narrow = await _narrow_columns(cur, prefix)
+    await conn.rollback()
+    return narrow
+
+
 async def _narrow_columns(cur, prefix: str) -> dict[str, str]:
     """Which written columns cannot store 4-byte characters (Magento's `utf8mb3` tables on MariaDB)."""
     pairs = list(_TEXT_COLUMNS)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from nacento_sync import bulk, magento, queue
+from nacento_sync import bulk, charset, magento, queue
 from nacento_sync.config import Config
 from nacento_sync.feed import Feed, parse_record
 from nacento_sync.models import Item, Rejection, sku_key
@@ -99,12 +99,16 @@ class _Valid:
 
 
 def plan_submission(records: Iterable[Item | Rejection], raw: dict[int, Any], mode: str,
-                    request_id: str) -> tuple[list[RequestItem], list[_Valid]]:
-    """Per record (by ordinal): accepted → an operation; rejected (invalid, too big for the BLOB,
-    superseded by a later item for the same SKU) → its reason. Pure: no I/O."""
+                    request_id: str, narrow: Mapping[str, str] | None = None) -> tuple[list[RequestItem], list[_Valid]]:
+    """Per record (by ordinal): accepted → an operation; rejected (invalid, a SKU or path the store's
+    `narrow` columns cannot hold, too big for the BLOB, superseded by a later item for the same SKU) → its
+    reason. Labels the columns cannot hold are left to the worker, which drops them with a warning. Pure."""
     answers: dict[int, RequestItem] = {}
     valid: dict[str, _Valid] = {}
+    keys = {col: cs for col, cs in (narrow or {}).items() if col in (charset.SKU, charset.PATH)}
     for rec in records:
+        if isinstance(rec, Item) and keys:
+            rec = charset.fit_item(rec, keys)
         if isinstance(rec, Rejection):
             answers[rec.ordinal] = RequestItem(rec.ordinal, data_hash(rec.sku), "rejected",
                                                f"{rec.source}: {rec.error}")
@@ -146,8 +150,6 @@ async def submit(cfg: Config, exports: list[str], *, mode: str | None = None,
     feed = Feed(exports, parse=keep_raw)
     records = list(feed)
     rid = request_id or feed.request_id or datetime.now(UTC).strftime("submit-%Y%m%dT%H%M%SZ")
-    answers, valid = plan_submission(records, raw, mode, rid)
-    result = SubmitResult(None, rid, answers)
     topo = queue.Topology.from_config(cfg.queue)
 
     broker = await queue.connect(cfg.queue.url)
@@ -157,6 +159,9 @@ async def submit(cfg: Config, exports: list[str], *, mode: str | None = None,
         conn = await magento.connect(cfg.database)
         try:
             await bulk.check_tables(conn, cfg.database.table_prefix)
+            narrow = await magento.narrow_columns(conn, cfg.database.table_prefix)
+            answers, valid = plan_submission(records, raw, mode, rid, narrow)
+            result = SubmitResult(None, rid, answers)
             if not valid:
                 return result
             result.bulk_uuid = bulk.new_uuid()

@@ -298,3 +298,32 @@ def test_the_same_sku_in_two_bulks_at_once_never_duplicates_images(store, bucket
         assert status_counts(store, uuid) == {Status.COMPLETE: 30}
     inserted = sum(json.loads(o["result_serialized_data"])["image_stats"]["inserted"] for o in operations(store))
     assert inserted == 120  # each image inserted by exactly one of the two operations of its SKU
+
+
+def test_text_utf8mb3_cannot_hold_submit_rejects_paths_and_skus_the_worker_fails_or_drops_it(
+        store, bucket, queue_cfg, cfg, tmp_path):
+    """Magento's tables are utf8mb3: submit rejects an unstorable SKU or path, leaves labels to the worker
+    (dropped with a warning); a message that still carries an unstorable path fails for good (invalid_data)."""
+    p = store.add_product("EMO-1")
+    bucket.put("/e/m/emo.jpg")
+    res = run_submit(cfg, write_ndjson(tmp_path / "x.ndjson", [
+        {"sku": "EMO-1", "images": [{"file_path": "e/m/emo.jpg", "label": "Smile 😀"}]},
+        {"sku": "EMO-😀", "images": [{"file_path": "e/m/emo.jpg"}]},
+        {"sku": "EMO-1b", "images": [{"file_path": "e/m/🎉.jpg"}]}]))
+    assert [(i.status, (i.error_message or "").split(": ", 1)[-1]) for i in res.request_items] == [
+        ("accepted", ""), ("rejected", "sku: U+1F600 cannot be stored: the column is utf8mb3"),
+        ("rejected", "images[0].file_path: U+1F389 cannot be stored: the column is utf8mb3")]
+    uuid = res.bulk_uuid
+    store.add_product("EMO-2")  # a message of the PHP module's format, never checked by our submit
+    data = json.dumps({"sku": "EMO-2", "images": [{"file_path": "e/m/🎉.jpg"}]}, ensure_ascii=False)
+    publish(queue_cfg["url"], "magento", queue_cfg["topic"], json.dumps(
+        {"bulk_uuid": uuid, "topic_name": queue_cfg["topic"], "serialized_data": data, "status": 4}).encode())
+    stats = run_worker(cfg)
+    assert (stats.complete, stats.failed, stats.parked) == (1, 1, 0)
+    assert [(g["value"], g["label"]) for g in store.gallery(p.link_id)] == [("/e/m/emo.jpg", None)]
+    ops = {o["id"]: o for o in operations(store)}
+    done = [o for o in ops.values() if o["status"] == Status.COMPLETE]
+    warnings = json.loads(done[0]["result_serialized_data"])["image_stats"]["warnings"]
+    assert warnings == ["unstorable_text: images[0].label: U+1F600 cannot be stored: the column is utf8mb3"]
+    (failed,) = [o for o in ops.values() if o["status"] == Status.NOT_RETRIABLY_FAILED]
+    assert failed["error_code"] == ErrorCode.INVALID_DATA and "U+1F389" in failed["result_message"]

@@ -178,3 +178,20 @@ def test_submission_plan_rejects_bad_store_fields_and_accepts_good_ones():
     assert answers[1].error_message.startswith('x:2: images[0].stores["fr!"]: a store code has only')
     (op,) = valid
     assert parse_record(json.loads(op.data), "op", 3) == parse_record(good, "op", 3)
+
+
+def test_submission_rejects_skus_and_paths_the_narrow_columns_cannot_hold_and_leaves_labels():
+    from nacento_sync.charset import LABEL, PATH, ROLE_VALUE, SKU
+
+    narrow = {SKU: "utf8mb3", PATH: "utf8mb3", LABEL: "utf8mb3", ROLE_VALUE: "utf8mb3"}
+    raws = [{"sku": "S-1", "images": [{"file_path": "a/b/c.jpg", "label": "😀"}]},
+            {"sku": "S-😀", "images": [{"file_path": "a/b/c.jpg"}]},
+            {"sku": "S-3", "images": [{"file_path": "a/b/𠀀.jpg"}]}]
+    records = [parse_record(r, f"x:{i}", i) for i, r in enumerate(raws, 1)]
+    answers, valid = plan_submission(records, dict(enumerate(raws, 1)), "merge", "op", narrow)
+    assert [a.status for a in answers] == ["accepted", "rejected", "rejected"]
+    assert answers[1].error_message == "x:2: sku: U+1F600 cannot be stored: the column is utf8mb3"
+    assert answers[2].error_message == "x:3: images[0].file_path: U+20000 cannot be stored: the column is utf8mb3"
+    assert json.loads(valid[0].data)["images"][0]["label"] == "😀"  # the worker drops it, with a warning
+    assert [a.status for a in plan_submission(records, dict(enumerate(raws, 1)), "merge", "op", {})[0]] == [
+        "accepted"] * 3
