@@ -43,13 +43,23 @@ def fit_item(item: Item, narrow: Mapping[str, str]) -> Item | Rejection:
     images = list(item.images)
     # A label is also written to the role-label attributes (varchar) when its image holds a role.
     label_columns = [c for c in (LABEL, ROLE_VALUE) if c in narrow]
+
+
+    def unstorable(field: str, label: str | None) -> str | None:
+        return next((w for c in label_columns if (w := _why(field, label or "", narrow[c]))), None)
+
     for i, image in enumerate(images):
-        if not image.label:
-            continue
-        why = next((w for c in label_columns if (w := _why(f"images[{i}].label", image.label, narrow[c]))), None)
-        if why:
+        if why := unstorable(f"images[{i}].label", image.label):
             warnings.append(f"unstorable_text: {why}")
-            images[i] = replace(image, label=None, label_given=False)
+            image = images[i] = replace(image, label=None, label_given=False)
+        stores = []
+        for code, values in image.stores:
+            if why := unstorable(f'images[{i}].stores["{code}"].label', values.label):
+                warnings.append(f"unstorable_text: {why}")  # as if not sent: the view's stored label stays
+                values = replace(values, label=None, given=values.given - {"label"})
+            stores.append((code, values))
+        if tuple(stores) != image.stores:
+            images[i] = replace(image, stores=tuple(stores))
     if len(warnings) == len(item.warnings):
         return item
     return replace(item, images=tuple(images), warnings=tuple(warnings))

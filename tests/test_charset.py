@@ -128,3 +128,20 @@ def test_a_sync_on_magentos_utf8mb3_tables_drops_labels_and_rejects_skus_and_pat
     (row,) = magento.gallery(product.link_id)
     assert row["label"] == "Front"  # the stored label stays
     assert magento.roles(product.link_id)[("image_label", 0)] == "Front"
+
+
+def test_an_unstorable_store_view_label_is_treated_as_not_sent():
+    from nacento_sync.models import StoreValues
+
+    fr = StoreValues(label="Avant 😀", disabled=True, given=frozenset({"label", "disabled"}))
+    de = StoreValues(label="Vorne", given=frozenset({"label"}))
+    item = Item("SKU-1", (DesiredImage("/a/b/a.jpg", 1, "Front", True, stores=(("fr", fr), ("de", de))),),
+                "f.ndjson:1", 1)
+    fitted = fit_item(item, NARROW)
+    assert isinstance(fitted, Item)
+    (image,) = fitted.images
+    assert image.label == "Front" and image.stores[1] == ("de", de)
+    code, values = image.stores[0]
+    assert code == "fr" and values.given == frozenset({"disabled"}) and values.disabled is True
+    assert fitted.warnings == (
+        'unstorable_text: images[0].stores["fr"].label: U+1F600 cannot be stored: the column is utf8mb3',)
