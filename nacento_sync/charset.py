@@ -44,7 +44,6 @@ def fit_item(item: Item, narrow: Mapping[str, str]) -> Item | Rejection:
     # A label is also written to the role-label attributes (varchar) when its image holds a role.
     label_columns = [c for c in (LABEL, ROLE_VALUE) if c in narrow]
 
-
     def unstorable(field: str, label: str | None) -> str | None:
         return next((w for c in label_columns if (w := _why(field, label or "", narrow[c]))), None)
 
