@@ -1,3 +1,3 @@
 """nacento-sync: sync Magento 2 product image galleries from a PIM export, using S3 ETags."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

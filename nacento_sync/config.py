@@ -26,11 +26,13 @@ from pydantic import (
     model_validator,
 )
 
+from nacento_sync.errors import UsageError
+
 DEFAULT_FILE = "nacento-sync.yaml"
 ENV_PREFIX = "NACENTO_"
 
 
-class ConfigError(Exception):
+class ConfigError(UsageError):
     """Bad or missing configuration (exit code 2)."""
 
 

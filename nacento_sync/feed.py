@@ -19,6 +19,7 @@ from typing import Annotated, Any, BinaryIO, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StrictStr, ValidationError
 from pydantic_core import PydanticCustomError
 
+from nacento_sync.errors import UsageError
 from nacento_sync.models import (
     MANAGED_ROLES,
     DesiredImage,
@@ -56,7 +57,7 @@ _LABEL_WHITESPACE = re.compile("[\t\n\r]")
 Format = Literal["ndjson", "json", "sniff"]
 
 
-class FeedError(Exception):
+class FeedError(UsageError):
     """The input cannot be read at all (unlike a bad record, which is a Rejection): a usage error."""
 
 

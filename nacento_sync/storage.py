@@ -16,10 +16,11 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from nacento_sync.config import StorageConfig, mask
+from nacento_sync.errors import AccessError
 from nacento_sync.paths import object_key
 
 
-class StorageAccessError(Exception):
+class StorageAccessError(AccessError):
     """The bucket cannot be reached or refuses us (exit code 3)."""
 
 

@@ -20,9 +20,9 @@ import aiormq
 import yaml
 from helpers import Bucket, config_dict
 
+from nacento_sync.asyncmode.submit import SubmitResult, submit
+from nacento_sync.asyncmode.worker import Worker, WorkerOptions, WorkerStats
 from nacento_sync.config import Config
-from nacento_sync.submit import SubmitResult, submit
-from nacento_sync.worker import Worker, WorkerOptions, WorkerStats
 
 
 def async_config(store, bucket: Bucket, db_params: dict[str, Any], queue_cfg: dict[str, Any],
@@ -193,7 +193,7 @@ def publish(url: str, exchange: str, routing_key: str, *bodies: bytes) -> None:
 
 def declare_topology(queue_cfg: dict[str, Any]) -> None:
     """The exchange, queues and binding, as submit and the worker declare them."""
-    from nacento_sync import queue as q
+    from nacento_sync.asyncmode import queue as q
     from nacento_sync.config import QueueConfig
 
     async def go() -> None:

@@ -31,7 +31,7 @@ from async_helpers import (
 )
 from helpers import Bucket, FlakyS3, config_dict, install_meta, run, write_ndjson
 
-from nacento_sync.bulk import ErrorCode, Status
+from nacento_sync.asyncmode.bulk import ErrorCode, Status
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 

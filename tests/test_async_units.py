@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from nacento_sync import bulk, queue
+from nacento_sync.asyncmode import bulk, queue
+from nacento_sync.asyncmode.submit import data_hash, plan_submission
+from nacento_sync.asyncmode.worker import Held, _sub_batches
 from nacento_sync.config import Config, QueueConfig, redact_url
 from nacento_sync.feed import parse_record
 from nacento_sync.models import Item
-from nacento_sync.submit import data_hash, plan_submission
-from nacento_sync.worker import Held, _sub_batches
 
 
 @pytest.mark.parametrize("statuses,state", [
@@ -103,7 +103,7 @@ def test_names_bodies_and_redaction():
 
 @pytest.mark.parametrize("junk", ["\ud800", "\udcff tail", "x" * 70_000])
 def test_operation_data_carries_only_the_fields_the_worker_reads(junk):
-    from nacento_sync.submit import operation_data
+    from nacento_sync.asyncmode.submit import operation_data
 
     raw = {"sku": "S", "images": [{"file_path": "a/b/c.jpg", "label": "L", "roles": ["base"], "note": junk,
                                    "position": 2, "disabled": False}], "extra": junk}
@@ -129,8 +129,8 @@ def test_retry_delays_over_twelve_hours_are_a_config_error(delays, ok):
 def test_operation_data_round_trips_store_values_and_store_roles():
     """`submit` carries `stores` and `store_roles`; the worker's `parse_record` of that data is the same Item
     as the export's (an unknown role, never validated, and unknown keys of a store object are dropped)."""
+    from nacento_sync.asyncmode.submit import operation_data
     from nacento_sync.models import StoreValues
-    from nacento_sync.submit import operation_data
 
     raw = {"sku": "S", "images": [
         {"file_path": "m/y/a.jpg", "label": "Front", "note": "\ud800",
@@ -160,7 +160,7 @@ def test_operation_data_round_trips_store_values_and_store_roles():
 
 
 def test_operation_data_without_store_fields_is_unchanged():
-    from nacento_sync.submit import operation_data
+    from nacento_sync.asyncmode.submit import operation_data
 
     raw = {"sku": "S", "images": [{"file_path": "a.jpg"}], "store_roles": None}
     assert json.loads(operation_data(raw, "merge", "r")) == {"sku": "S", "images": [{"file_path": "a.jpg"}],

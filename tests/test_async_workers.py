@@ -29,7 +29,7 @@ from async_helpers import (
 )
 from helpers import install_meta, write_ndjson
 
-from nacento_sync.bulk import Status
+from nacento_sync.asyncmode.bulk import Status
 
 
 def _export(store, bucket, tmp_path, prefix: str, n: int, images: int, *, upload: bool = True):

@@ -1,4 +1,4 @@
-"""nacento_sync.bulk on Magento's own `magento_operation`, which has no unique key on (bulk_uuid, operation_key)."""
+"""asyncmode.bulk on Magento's own `magento_operation`, which has no unique key on (bulk_uuid, operation_key)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import aiomysql
 import pytest
 from magento_schema import MagentoStore
 
-from nacento_sync import bulk
-from nacento_sync.bulk import Operation, Status
+from nacento_sync.asyncmode import bulk
+from nacento_sync.asyncmode.bulk import Operation, Status
 
 UUID = "6f0f7d5e-8a57-4b39-9d36-2f7c1c7e0b11"
 

@@ -20,7 +20,8 @@ from async_helpers import async_config, cli, write_config
 from helpers import Bucket, write_ndjson
 from pydantic import SecretStr
 
-from nacento_sync import magento, queue, storage
+from nacento_sync import magento, storage
+from nacento_sync.asyncmode import queue
 from nacento_sync.config import (
     Config,
     ConfigError,

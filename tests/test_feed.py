@@ -1384,7 +1384,7 @@ def test_sku_images_file_carries_store_roles(tmp_path: Path, monkeypatch: pytest
     """`sku --images FILE`: an object brings `store_roles`; a bare list of images brings `stores` only."""
     from typer.testing import CliRunner
 
-    from nacento_sync import cli
+    from nacento_sync.cli import sync as cli
 
     seen: list[Item | Rejection] = []
 

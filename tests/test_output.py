@@ -20,7 +20,9 @@ from helpers import config_dict, write_ndjson
 from rich.console import Console
 from typer.testing import CliRunner
 
-from nacento_sync import cli, report
+from nacento_sync import report
+from nacento_sync.cli import common
+from nacento_sync.cli import sync as cli
 from nacento_sync.console import error, plain
 from nacento_sync.models import Rejection, printable
 from nacento_sync.plan import ImageStats
@@ -130,7 +132,7 @@ def test_log_records_are_plain_text():
     console = Console(file=io.StringIO(), width=400, force_terminal=False)
     logger = logging.getLogger("nacento_sync.test_output")
     logger.propagate = False
-    logger.addHandler(cli.log_handler(console))
+    logger.addHandler(common.log_handler(console))
     try:
         for value in HOSTILE:
             logger.warning("SKU %r failed: %s", value, f"server said {value}")
@@ -199,7 +201,7 @@ def test_an_out_of_range_flag_names_the_flag_and_a_file_value_the_key(store, buc
     (tmp_path / "big.yaml").write_text(yaml.safe_dump(cfg))
     res = invoke("--config", str(tmp_path / "big.yaml"), "sync", "x.ndjson")
     assert res.exit_code == 2 and "sync.batch_size" in res.stderr and "--batch-size" not in res.stderr
-    assert cli.flag_problems({"sync": {"batch_size": 200, "concurrency": None, "mode": "merge"}}) == []
+    assert common.flag_problems({"sync": {"batch_size": 200, "concurrency": None, "mode": "merge"}}) == []
 
 
 # ---------------------------------------------------------------- help

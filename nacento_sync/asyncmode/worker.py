@@ -26,8 +26,9 @@ from typing import Any
 import pymysql
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
-from nacento_sync import bulk, magento, queue
-from nacento_sync.bulk import ErrorCode, Failure, Status
+from nacento_sync import magento
+from nacento_sync.asyncmode import bulk, queue
+from nacento_sync.asyncmode.bulk import ErrorCode, Failure, Status
 from nacento_sync.config import Config, redact_url, scrub
 from nacento_sync.engine import Engine, Options, Outcome, open_adapters
 from nacento_sync.etags import EtagFinder

@@ -1,6 +1,7 @@
-"""Commands of asynchronous mode: `submit`, `worker`, `status`, `requeue` (registered on cli.app).
+"""Commands of asynchronous mode: `submit`, `worker`, `status`, `requeue`.
 
-Wiring and exit codes only; the work is in submit.py, worker.py, bulk_status.py.
+Wiring and exit codes only; the work is in `nacento_sync.asyncmode` (imported when a command runs: aio-pika
+and aioboto3 are not needed for `--help`).
 """
 
 from __future__ import annotations
@@ -16,24 +17,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from nacento_sync import bulk
-from nacento_sync.bulk_status import UnknownBulk, requeue, status
-from nacento_sync.cli import ACCESS_ERRORS, EXIT_FAILED, EXIT_OK, ModeOpt, PlainCommand, _config, app, err, out
-from nacento_sync.cli import _call as cli_call
+from nacento_sync.asyncmode import bulk
+from nacento_sync.cli.common import EXIT_FAILED, EXIT_OK, ModeOpt, PlainCommand, _config, app, err, out
+from nacento_sync.cli.common import call as _call
 from nacento_sync.console import error, plain, say, text, warning
-from nacento_sync.queue import BrokerUnreachable
-from nacento_sync.submit import SubmitResult, submit
-from nacento_sync.worker import Worker, WorkerOptions
+from nacento_sync.errors import UnknownBulk
 
 #: `status`: the bulk is not finished yet / no such bulk.
 EXIT_NOT_FINISHED, EXIT_UNKNOWN = 4, 5
 #: `status --watch`: seconds between refreshes.
 WATCH_INTERVAL = 1.0
-
-
-def _call(coro):
-    """Run a coroutine; an unreachable database, bucket or broker exits 3, schema problems 2."""
-    return cli_call(coro, ACCESS_ERRORS + (BrokerUnreachable,))
 
 
 @app.command("submit", cls=PlainCommand)
@@ -55,6 +48,8 @@ def submit_cmd(
     Exit codes: 0 all accepted, 1 some rejected or not published, 2 bad usage or config, 3 unreachable.
     """
     cfg = _config(ctx, sync={"mode": mode.value if mode else None})
+    from nacento_sync.asyncmode.submit import SubmitResult, submit
+
     result: SubmitResult = _call(submit(cfg, exports, mode=cfg.sync.mode, request_id=request_id))
     if result.bulk_uuid and cfg.queue.admin_user_id is None:
         warning(err, f"queue.admin_user_id is not set: no admin will see bulk {result.bulk_uuid} "
@@ -101,6 +96,8 @@ def worker_cmd(
     (what it held is redelivered).
     """
     cfg = _config(ctx, need_storage=True)
+    from nacento_sync.asyncmode.worker import Worker, WorkerOptions
+
     options = WorkerOptions(concurrency or 2 * cfg.sync.batch_size, max_messages, idle_exit)
     try:
         _call(Worker(cfg, options).run(handle_signals=True))
@@ -129,6 +126,8 @@ def status_cmd(
     """
     cfg = _config(ctx)
     try:
+        from nacento_sync.asyncmode.status import status
+
         summary = _call(status(cfg, bulk_uuid))
         if watch and summary.state not in (bulk.FINISHED_SUCCESSFULLY, bulk.FINISHED_WITH_FAILURE):
             summary = _watch(cfg, summary)
@@ -152,6 +151,8 @@ def _watch(cfg, summary: bulk.BulkSummary) -> bulk.BulkSummary:
         task = progress.add_task(plain(f"bulk {summary.bulk_uuid}"), total=total or None, completed=summary.done)
         while summary.state not in (bulk.FINISHED_SUCCESSFULLY, bulk.FINISHED_WITH_FAILURE):
             time.sleep(WATCH_INTERVAL)
+            from nacento_sync.asyncmode.status import status
+
             summary = _call(status(cfg, summary.bulk_uuid))
             progress.update(task, completed=summary.done, description=plain(
                 f"bulk {summary.bulk_uuid} ({summary.state.replace('_', ' ')})"))
@@ -193,6 +194,8 @@ def requeue_cmd(
     """
     cfg = _config(ctx)
     try:
+        from nacento_sync.asyncmode.status import requeue
+
         res = _call(requeue(cfg, bulk_uuid))
     except UnknownBulk as e:
         error(err, e)

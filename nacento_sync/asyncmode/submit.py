@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from nacento_sync import bulk, charset, magento, queue
+from nacento_sync import charset, magento
+from nacento_sync.asyncmode import bulk, queue
 from nacento_sync.config import Config
 from nacento_sync.feed import Feed, parse_record
 from nacento_sync.models import Item, Rejection, sku_key

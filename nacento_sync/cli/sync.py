@@ -1,29 +1,18 @@
-"""The command line: parse, load config, wire the adapters to the engine, render, set the exit code.
-
-No SQL and no S3 here.
-"""
+"""`sync` and `sku`: one run of the engine over an export (or one SKU), its report and exit code."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import logging
 import os
-import signal
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import typer.core
-from pydantic import ValidationError
-from rich.console import Console
-from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
     Progress,
@@ -34,150 +23,32 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from nacento_sync import magento
-from nacento_sync.config import Config, ConfigError, load_config
-from nacento_sync.console import PlainFormatter, error, plain, say
-from nacento_sync.engine import Options, run_sync
+from nacento_sync.cli.common import (
+    EXIT_ACCESS,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_SIGNAL,
+    EXIT_USAGE,
+    DryRunOpt,
+    EtagChoice,
+    JsonOpt,
+    ModeOpt,
+    PlainCommand,
+    PurgeOpt,
+    _config,
+    app,
+    call,
+    err,
+    out,
+)
+from nacento_sync.config import Config
+from nacento_sync.console import error, plain, say
 from nacento_sync.feed import Feed, FeedError, parse_record
 from nacento_sync.models import Item, Rejection
 from nacento_sync.report import FanOut, Report, ReportBuilder, render
-from nacento_sync.storage import StorageAccessError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ACCESS = 0, 1, 2, 3
-EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 #: Below this many looked-up images, "none found" is not evidence of a wrong bucket or prefix.
 ALL_MISSING_THRESHOLD = 10
-
-class _PlainHelpMixin:
-    """Help that shows no type label on flags (`--json <bool>`) nor on an argument with a metavar, and an
-    argument's metavar (`EXPORT...`) in the usage line."""
-
-    def get_params(self, ctx):
-        params = super().get_params(ctx)  # type: ignore[misc]
-        for param in params:
-            if getattr(param, "is_flag", False) or (isinstance(param, typer.core.TyperArgument) and param.metavar):
-                param.display_type_rich = lambda ctx: None  # typer >= 0.16 labels every parameter's type
-        return params
-
-    def collect_usage_pieces(self, ctx) -> list[str]:
-        pieces = [self.options_metavar] if self.options_metavar else []  # type: ignore[attr-defined]
-        for param in self.get_params(ctx):
-            if isinstance(param, typer.core.TyperArgument) and param.metavar:
-                pieces.append(param.metavar)
-            else:
-                pieces.extend(param.get_usage_pieces(ctx))
-        return pieces
-
-
-class PlainCommand(_PlainHelpMixin, typer.core.TyperCommand):
-    pass
-
-
-class PlainGroup(_PlainHelpMixin, typer.core.TyperGroup):
-    pass
-
-
-app = typer.Typer(
-    name="nacento-sync",
-    cls=PlainGroup,
-    help=(
-        "Keep Magento 2 product image galleries in sync with a PIM export.\n\n"
-        "Images already live in the S3/R2 bucket Magento uses as remote storage; nacento-sync writes only "
-        "the gallery rows, labels, positions and roles, and remembers each object's ETag so unchanged "
-        "images cost nothing on the next run.\n\n"
-        "Exit codes: 0 all SKUs ok (warnings allowed), 1 some SKU failed or a record was rejected, "
-        "2 bad usage or config, 3 database or bucket unreachable / access denied / nothing found, "
-        "130/143 interrupted."
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-schema_app = typer.Typer(help="Install, remove or inspect nacento-sync's own table (nacento_media_gallery_meta).",
-                         no_args_is_help=True, cls=PlainGroup)
-app.add_typer(schema_app, name="schema")
-
-err = Console(stderr=True, soft_wrap=True)
-out = Console()
-log = logging.getLogger("nacento_sync")
-
-
-class ModeChoice(str, Enum):
-    merge = "merge"
-    replace = "replace"
-
-
-class EtagChoice(str, Enum):
-    auto = "auto"
-    head = "head"
-    list = "list"
-
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", metavar="FILE", show_default=False,
-                 help="YAML config file. Default: $NACENTO_CONFIG, else ./nacento-sync.yaml."),
-]
-ModeOpt = Annotated[
-    ModeChoice | None,
-    typer.Option("--mode", help="merge (default): add and update, never remove. replace: also delete the "
-                 "product's images that the export does not list.", show_default=False),
-]
-PurgeOpt = Annotated[bool, typer.Option(
-    "--purge-cache", help="After each batch commits, delete the resized copies (media/catalog/product/cache/<hash>/…) "
-    "of images whose bytes changed or that were deleted (config sync.purge_cache; needs s3:DeleteObject on "
-    "…/cache/*).")]
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Compute the same report, write nothing.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the JSON report alone on stdout (logs go to stderr).")]
-
-
-@app.callback()
-def _main(ctx: typer.Context, config: ConfigOpt = None) -> None:
-    ctx.obj = {"config": str(config) if config else None}
-    logging.basicConfig(level=logging.INFO, handlers=[log_handler(err)])
-
-
-def log_handler(console: Console) -> logging.Handler:
-    """Log records on the console as plain text: they carry SKUs, paths and servers' messages."""
-    handler = RichHandler(console=console, show_path=False, markup=False)
-    handler.setFormatter(PlainFormatter("%(message)s", datefmt="[%X]"))
-    return handler
-
-
-#: Command-line flags that override a configuration key: an invalid value names the flag, not the key.
-FLAGS = {("sync", "mode"): "--mode", ("sync", "batch_size"): "--batch-size",
-         ("sync", "concurrency"): "--concurrency", ("sync", "etag_strategy"): "--etag-strategy"}
-
-
-def flag_problems(overrides: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Each flag value checked alone against its configuration key's rules, as `--flag VALUE: why`."""
-    problems = []
-    for section, values in overrides.items():
-        model = Config.model_fields[section].annotation
-        for key, value in values.items():
-            if value is None:
-                continue
-            try:
-                model.__pydantic_validator__.validate_assignment(model.model_construct(), key, value)
-            except ValidationError as e:
-                flag = FLAGS.get((section, key), f"{section}.{key}")
-                problems.append(f"{flag} {value}: {e.errors()[0]['msg']}")
-    return problems
-
-
-def _config(ctx: typer.Context, need_storage: bool = False, **overrides: dict[str, Any]) -> Config:
-    """The configuration (file, environment, flags); exit 2 with the bad flag or key named."""
-    try:
-        if problems := flag_problems(overrides):
-            raise ConfigError("invalid option: " + "; ".join(problems))
-        cfg = load_config(ctx.obj["config"], overrides)
-        if need_storage and cfg.storage is None:
-            raise ConfigError("invalid configuration:\n  storage.bucket: Field required "
-                              "(config file section storage, or NACENTO_STORAGE__BUCKET)")
-        return cfg
-    except ConfigError as e:
-        error(err, e)
-        raise typer.Exit(EXIT_USAGE) from None
 
 
 @app.command(cls=PlainCommand)
@@ -305,6 +176,8 @@ def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, all
          report_file: Path | None, request_id, total: int | None = None, done=lambda: 0, command: str) -> int:
     """Sync, then (batches committed) write the report, then render it: a failure after the commit never
     loses the report nor changes the exit code beyond README's table."""
+    from nacento_sync.engine import Options, run_sync  # aioboto3 and aiomysql: only when a command syncs
+
     options = Options(cfg.sync.mode, dry_run, allow_empty, cfg.sync.batch_size, cfg.sync.etag_strategy,
                       purge_cache=cfg.sync.purge_cache)
     spill = report_file.with_name(report_file.name + ".partial") if report_file else None
@@ -321,7 +194,7 @@ def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, all
             skus += n
             progress.update(task, completed=done(), skus=skus)
 
-        interrupted, counters = _call(run_sync(cfg, records, options, builder, handle_signals=True,
+        interrupted, counters = call(run_sync(cfg, records, options, builder, handle_signals=True,
                                                on_progress=advance))
     # Everything below runs after commits: it must not raise, and the report goes out before any rendering.
     try:
@@ -405,95 +278,3 @@ def _render(report: Report, command: str) -> None:
                        f"{st.skus_seen} SKUs seen, {st.ok} ok, {st.error} failed, {st.rejected} rejected records, "
                        f"{st.inserted} images inserted, {st.updated_value} updated_value, {st.updated_meta} "
                        f"updated_meta, {st.deleted} deleted, {st.missing} missing")
-
-
-# ---------------------------------------------------------------- schema
-
-
-@schema_app.command("install", cls=PlainCommand)
-def schema_install(ctx: typer.Context) -> None:
-    """Create nacento_media_gallery_meta (a no-op if it exists: data from the PHP module is kept)."""
-    cfg = _config(ctx)
-    created = _schema_call(cfg, magento.install_meta)
-    table = cfg.database.table_prefix + magento.META_TABLE
-    say(out, f"created table {table}" if created else f"table {table} already exists: nothing to do")
-
-
-@schema_app.command("uninstall", cls=PlainCommand)
-def schema_uninstall(
-    ctx: typer.Context,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (for scripts).")] = False,
-) -> None:
-    """Drop nacento_media_gallery_meta (the remembered ETags; the next sync re-learns them)."""
-    cfg = _config(ctx)
-    table = cfg.database.table_prefix + magento.META_TABLE
-    if not yes:
-        if not sys.stdin.isatty():
-            error(err, "refusing to drop without confirmation: pass --yes")
-            raise typer.Exit(EXIT_USAGE)
-        typer.confirm(plain(f"Drop table {table} from database {cfg.database.name!r}?"), abort=True)
-    dropped = _schema_call(cfg, magento.uninstall_meta)
-    say(out, f"dropped table {table}" if dropped else f"table {table} does not exist: nothing to do")
-
-
-@schema_app.command("status", cls=PlainCommand)
-def schema_status(
-    ctx: typer.Context,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the status alone as JSON on stdout.")] = False,
-) -> None:
-    """Say whether the Magento tables and nacento_media_gallery_meta exist, and how the store is shaped.
-
-    Exit codes: 0 both exist, 1 one is missing, 2 bad config, 3 database unreachable.
-    """
-    cfg = _config(ctx)
-
-    async def status(conn, prefix):
-        info = await magento.meta_status(conn, prefix)
-        try:
-            schema = await magento.detect_schema(conn, prefix)
-            info.update(magento=True, link_field=schema.link, staging_version=schema.staging_version,
-                        roles=list(schema.roles))
-        except magento.SchemaError as e:
-            info.update(magento=False, problem=str(e))
-        return info
-
-    info = _schema_call(cfg, status)
-    if json_out:
-        print(json.dumps(info))
-    else:
-        for k, v in info.items():
-            say(out, f"{k}: {v}")
-    raise typer.Exit(EXIT_OK if info["exists"] and info.get("magento") else EXIT_FAILED)
-
-
-def _schema_call(cfg: Config, fn):
-    async def go():
-        conn = await magento.connect(cfg.database)
-        try:
-            return await fn(conn, cfg.database.table_prefix)
-        finally:
-            conn.close()
-
-    return _call(go())
-
-
-ACCESS_ERRORS: tuple[type[Exception], ...] = (magento.DatabaseAccessError, StorageAccessError)
-
-
-def _call(coro, access_errors: tuple[type[Exception], ...] = ACCESS_ERRORS):
-    """Run a coroutine; access problems exit 3, schema problems 2, each with its one-line message."""
-    try:
-        return asyncio.run(coro)
-    except access_errors as e:
-        error(err, e)
-        raise typer.Exit(EXIT_ACCESS) from None
-    except (magento.SchemaError, FeedError, ConfigError) as e:  # ConfigError: queue.url, checked by the queue commands
-        error(err, e)
-        raise typer.Exit(EXIT_USAGE) from None
-
-
-def main() -> None:
-    app()
-
-
-from nacento_sync import cli_async  # noqa: E402,F401  (registers submit/worker/status/requeue)

@@ -10,14 +10,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from nacento_sync import bulk, magento, queue
+from nacento_sync import magento
+from nacento_sync.asyncmode import bulk, queue
 from nacento_sync.config import Config
+from nacento_sync.errors import UnknownBulk
 
 log = logging.getLogger("nacento_sync")
 
-
-class UnknownBulk(Exception):
-    """No magento_bulk row has this UUID (status exit code 5)."""
 
 
 async def status(cfg: Config, bulk_uuid: str) -> bulk.BulkSummary:

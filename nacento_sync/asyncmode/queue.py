@@ -24,6 +24,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, 
 from pydantic import SecretStr
 
 from nacento_sync.config import QueueConfig, redact_url, scrub
+from nacento_sync.errors import AccessError
 
 log = logging.getLogger("nacento_sync")
 
@@ -37,7 +38,7 @@ IN_FLIGHT = 500
 CONNECT_TIMEOUT = 10.0
 
 
-class BrokerUnreachable(Exception):
+class BrokerUnreachable(AccessError):
     """RabbitMQ cannot be reached or refuses us (exit code 3)."""
 
 

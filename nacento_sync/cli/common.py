@@ -1,0 +1,180 @@
+"""What every command shares: the Typer app, consoles, options, configuration loading, exit codes.
+
+The CLI parses, calls the library, renders and maps outcomes to exit codes; errors map by type
+(`errors.UsageError` → 2, `errors.AccessError` → 3). Heavy adapters (aioboto3, aio-pika) are imported by
+the commands that need them, so `--help` and `schema status` start fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Mapping
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import typer.core
+from pydantic import ValidationError
+from rich.console import Console
+from rich.logging import RichHandler
+
+from nacento_sync import __version__
+from nacento_sync.config import Config, ConfigError, load_config
+from nacento_sync.console import PlainFormatter, error
+from nacento_sync.errors import AccessError, UsageError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ACCESS = 0, 1, 2, 3
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class _PlainHelpMixin:
+    """Help that shows no type label on flags (`--json <bool>`) nor on an argument with a metavar, and an
+    argument's metavar (`EXPORT...`) in the usage line."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) or (isinstance(param, typer.core.TyperArgument) and param.metavar):
+                param.display_type_rich = lambda ctx: None  # typer >= 0.16 labels every parameter's type
+        return params
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []  # type: ignore[attr-defined]
+        for param in self.get_params(ctx):
+            if isinstance(param, typer.core.TyperArgument) and param.metavar:
+                pieces.append(param.metavar)
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+
+class PlainCommand(_PlainHelpMixin, typer.core.TyperCommand):
+    pass
+
+
+class PlainGroup(_PlainHelpMixin, typer.core.TyperGroup):
+    pass
+
+
+app = typer.Typer(
+    name="nacento-sync",
+    cls=PlainGroup,
+    help=(
+        "Keep Magento 2 product image galleries in sync with a PIM export.\n\n"
+        "Images already live in the S3/R2 bucket Magento uses as remote storage; nacento-sync writes only "
+        "the gallery rows, labels, positions and roles, and remembers each object's ETag so unchanged "
+        "images cost nothing on the next run.\n\n"
+        "Exit codes: 0 all SKUs ok (warnings allowed), 1 some SKU failed or a record was rejected, "
+        "2 bad usage or config, 3 database or bucket unreachable / access denied / nothing found, "
+        "130/143 interrupted."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+err = Console(stderr=True, soft_wrap=True)
+out = Console()
+log = logging.getLogger("nacento_sync")
+
+
+class ModeChoice(str, Enum):
+    merge = "merge"
+    replace = "replace"
+
+
+class EtagChoice(str, Enum):
+    auto = "auto"
+    head = "head"
+    list = "list"
+
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", metavar="FILE", show_default=False,
+                 help="YAML config file. Default: $NACENTO_CONFIG, else ./nacento-sync.yaml."),
+]
+ModeOpt = Annotated[
+    ModeChoice | None,
+    typer.Option("--mode", help="merge (default): add and update, never remove. replace: also delete the "
+                 "product's images that the export does not list.", show_default=False),
+]
+PurgeOpt = Annotated[bool, typer.Option(
+    "--purge-cache", help="After each batch commits, delete the resized copies (media/catalog/product/cache/<hash>/…) "
+    "of images whose bytes changed or that were deleted (config sync.purge_cache; needs s3:DeleteObject on "
+    "…/cache/*).")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Compute the same report, write nothing.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the JSON report alone on stdout (logs go to stderr).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"nacento-sync {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    ctx.obj = {"config": str(config) if config else None}
+    logging.basicConfig(level=logging.INFO, handlers=[log_handler(err)])
+def log_handler(console: Console) -> logging.Handler:
+    """Log records on the console as plain text: they carry SKUs, paths and servers' messages."""
+    handler = RichHandler(console=console, show_path=False, markup=False)
+    handler.setFormatter(PlainFormatter("%(message)s", datefmt="[%X]"))
+    return handler
+
+
+#: Command-line flags that override a configuration key: an invalid value names the flag, not the key.
+FLAGS = {("sync", "mode"): "--mode", ("sync", "batch_size"): "--batch-size",
+         ("sync", "concurrency"): "--concurrency", ("sync", "etag_strategy"): "--etag-strategy"}
+
+
+def flag_problems(overrides: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Each flag value checked alone against its configuration key's rules, as `--flag VALUE: why`."""
+    problems = []
+    for section, values in overrides.items():
+        model = Config.model_fields[section].annotation
+        for key, value in values.items():
+            if value is None:
+                continue
+            try:
+                model.__pydantic_validator__.validate_assignment(model.model_construct(), key, value)
+            except ValidationError as e:
+                flag = FLAGS.get((section, key), f"{section}.{key}")
+                problems.append(f"{flag} {value}: {e.errors()[0]['msg']}")
+    return problems
+
+
+def _config(ctx: typer.Context, need_storage: bool = False, **overrides: dict[str, Any]) -> Config:
+    """The configuration (file, environment, flags); exit 2 with the bad flag or key named."""
+    try:
+        if problems := flag_problems(overrides):
+            raise ConfigError("invalid option: " + "; ".join(problems))
+        cfg = load_config(ctx.obj["config"], overrides)
+        if need_storage and cfg.storage is None:
+            raise ConfigError("invalid configuration:\n  storage.bucket: Field required "
+                              "(config file section storage, or NACENTO_STORAGE__BUCKET)")
+        return cfg
+    except ConfigError as e:
+        error(err, e)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def call(coro):
+    """Run a coroutine; access problems exit 3, usage problems 2, each with its one-line message."""
+    try:
+        return asyncio.run(coro)
+    except AccessError as e:
+        error(err, e)
+        raise typer.Exit(EXIT_ACCESS) from None
+    except UsageError as e:  # ConfigError included: queue.url is checked by the queue commands
+        error(err, e)
+        raise typer.Exit(EXIT_USAGE) from None
