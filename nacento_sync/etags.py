@@ -77,8 +77,10 @@ def choose(
             out.lists.append(first)
             continue
         for second, ps in seconds.items():
+            if second is None:
+                continue
             worth = strategy == "list" or LIST_COST * second_pages.get(second, 1) <= demand.get(second, 0)
-            if second is not None and worth and second not in never_list:
+            if worth and second not in never_list:
                 out.lists.append(second)
             else:
                 out.heads += ps

@@ -14,7 +14,7 @@ import re
 import sys
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any, BinaryIO, Literal
+from typing import Annotated, Any, BinaryIO, Literal, cast
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StrictStr, ValidationError
 from pydantic_core import PydanticCustomError
@@ -328,7 +328,8 @@ def _images(entries: list[_Image]) -> tuple[tuple[DesiredImage, ...], tuple[str,
     for n in kept:
         entry = entries[n - 1]
         given = "label" in entry.model_fields_set
-        label = labels[n - 1] if labels[n - 1] is not None and labels[n - 1].strip() else None
+        label = labels[n - 1]
+        label = label if label is not None and label.strip() else None
         images.append(
             DesiredImage(
                 path=paths[n - 1],
@@ -420,7 +421,7 @@ def _decompressed(raw: BinaryIO) -> BinaryIO:
     """The stream itself, or its gzip-decompressed content when it starts with the gzip magic bytes."""
     head = _read_upto(raw, 2)
     stream = _replay(head, raw)
-    return gzip.GzipFile(fileobj=stream, mode="rb") if head == _GZIP_MAGIC else stream
+    return cast(BinaryIO, gzip.GzipFile(fileobj=stream, mode="rb")) if head == _GZIP_MAGIC else stream
 
 
 def _stdin_buffer() -> BinaryIO | None:

@@ -296,7 +296,7 @@ async def _narrow_columns(cur, prefix: str) -> dict[str, str]:
 
 def _mariadb_at_least(version: str, wanted: tuple[int, int]) -> bool:
     m = re.match(r"(\d+)\.(\d+)", version)
-    return "mariadb" in version.lower() and bool(m) and (int(m[1]), int(m[2])) >= wanted
+    return m is not None and "mariadb" in version.lower() and (int(m[1]), int(m[2])) >= wanted
 
 
 # ---------------------------------------------------------------- our meta table
@@ -574,7 +574,7 @@ class Writer:
                 f"UPDATE {value} SET {', '.join(sets)} WHERE record_id IN ({_ph(len(chunk))})",
                 [*args, *(op.record_id for op in chunk)],
             )
-        meta = [(op.record_id, op.etag) for op in by[UpsertMeta]]
+        meta: list[tuple[int, str | None]] = [(op.record_id, op.etag) for op in by[UpsertMeta]]
 
         # 3. Inserts: gallery rows, their links, store-0 value rows, then meta rows.
         new = by[InsertEntry]
@@ -604,9 +604,9 @@ class Writer:
             )
 
         # 4. Roles and role labels.
-        sets = [(s.attribute_ids[op.attribute], op.store_id, op.link_id, op.value)
-                for op in by[SetAttribute] if op.attribute in s.attribute_ids]
-        for chunk in _chunks(sets):
+        attribute_rows = [(s.attribute_ids[op.attribute], op.store_id, op.link_id, op.value)
+                          for op in by[SetAttribute] if op.attribute in s.attribute_ids]
+        for chunk in _chunks(attribute_rows):
             await self.execute(
                 f"INSERT INTO {varchar} (attribute_id, store_id, {L}, value) VALUES "
                 f"{', '.join(['(%s, %s, %s, %s)'] * len(chunk))} ON DUPLICATE KEY UPDATE value = VALUES(value)",

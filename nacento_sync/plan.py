@@ -503,7 +503,8 @@ def _warn_position_ties(item: Item, state: ProductState, present: dict[str, _Pre
     listed = {img.path for img in item.images}
     at: dict[int, str] = {}
     for path, p in present.items():
-        at.setdefault(p.after.position, path)
+        if p.after.position is not None:
+            at.setdefault(p.after.position, path)
     others: list[tuple[str, int | None]] = []
     for canon, group in groups.items():
         if canon not in listed:
@@ -623,7 +624,7 @@ def _plan_view_attributes(
             if key in current:
                 delete.add(key)
         else:
-            wanted[key] = value  # type: ignore[assignment]
+            wanted[key] = value
 
 
 def _holder(role: str, store: int, wanted, current, delete) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aioboto3
 from botocore.config import Config as BotoConfig
@@ -80,8 +81,8 @@ class Storage:
         self.cfg = cfg
         self.concurrency = concurrency
         self.requests = {"HEAD": 0, "LIST": 0}
-        self._client = None
-        self._ctx = None
+        self._client: Any = None  # aiobotocore's S3 client, once entered
+        self._ctx: Any = None
         self._sem = asyncio.Semaphore(concurrency)
 
     def key(self, path: str) -> str:

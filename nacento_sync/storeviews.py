@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 
 from nacento_sync.models import MANAGED_ROLES, NO_SELECTION, ROLE_LABELS, Item, StoreValues
 from nacento_sync.paths import stored_to_canonical
@@ -68,7 +69,15 @@ class ViewPlan:
     warnings: list[str] = field(default_factory=list)
 
 
-_INHERIT = object()
+class _Inherit(Enum):
+    """No row on the view: it inherits store 0."""
+
+    INHERIT = "inherit"
+
+
+_INHERIT = _Inherit.INHERIT
+#: A role or label value on a view: a value (None = a row holding NULL), or no row at all.
+ViewValue = str | None | _Inherit
 
 
 def order_of(positions: Mapping[int, int | None]) -> list[frozenset[int]]:
@@ -148,17 +157,17 @@ def plan_view_roles(
     store_roles: Mapping[int, Mapping[str, str | None]],
     mode: str,
     roles: Iterable[str] = MANAGED_ROLES,
-) -> dict[tuple[str, int], str | None | object]:
+) -> dict[tuple[str, int], ViewValue]:
     """Role values at every view after the run: (role, view) → path / NO_SELECTION, or _INHERIT (no row).
 
     `after_roles0` is each role's store-0 value after the run; `present` the listed images that exist."""
     claims_any = any(img.roles for img in item.images) or any(store_roles.values())
-    out: dict[tuple[str, int], str | None | object] = {}
+    out: dict[tuple[str, int], ViewValue] = {}
     for view in views:
         given = store_roles.get(view, {})
         for role in roles:
             key = (role, view)
-            current = attributes.get(key, _INHERIT) if key in attributes else _INHERIT
+            current: ViewValue = attributes.get(key, _INHERIT)
             if role in given:
                 path = given[role]
                 if path is None:
@@ -168,10 +177,10 @@ def plan_view_roles(
                 else:  # its object is missing: not written, as at store 0
                     out[key] = current
                 continue
-            if current is _INHERIT:
+            if isinstance(current, _Inherit):
                 out[key] = _INHERIT
                 continue
-            if current not in (None, NO_SELECTION) and stored_to_canonical(current) in removed:
+            if current is not None and current != NO_SELECTION and stored_to_canonical(current) in removed:
                 out[key] = _INHERIT  # Magento's rule: a deleted image's store-view role values go
                 continue
             if mode == "replace" and claims_any:
@@ -180,7 +189,7 @@ def plan_view_roles(
             before0 = attributes.get((role, 0))
             if _same(current, before0):
                 out[key] = _INHERIT  # a copy of store 0: follow it
-            elif current not in (None, NO_SELECTION) and stored_to_canonical(current) in present:
+            elif current is not None and current != NO_SELECTION and stored_to_canonical(current) in present:
                 out[key] = stored_to_canonical(current)  # kept, respelled to Magento's form
             else:
                 out[key] = current
@@ -194,20 +203,21 @@ def _same(a: str | None, b: str | None) -> bool:
 
 
 def role_labels(
-    holders: Mapping[tuple[str, int], str | None | object],
+    holders: Mapping[tuple[str, int], ViewValue],
     after_roles0: Mapping[str, str | None],
     label_at: Mapping[tuple[str, int], str | None],
     label_attrs0: Mapping[str, str | None],
     views: Iterable[int],
-) -> dict[tuple[str, int], str | None | object]:
+) -> dict[tuple[str, int], ViewValue]:
     """`*_label` at each view: the label shown there for the image holding the role there; no value when no
     image holds it. _INHERIT (no row) where the store-0 label attribute already gives that."""
-    out: dict[tuple[str, int], str | None | object] = {}
+    out: dict[tuple[str, int], ViewValue] = {}
     for view in views:
         for role, label_code in ROLE_LABELS.items():
             holder = holders.get((role, view), _INHERIT)
-            holder = after_roles0.get(role) if holder is _INHERIT else holder
-            shown = None if holder in (None, NO_SELECTION) else label_at.get((holder, view))
+            if isinstance(holder, _Inherit):
+                holder = after_roles0.get(role)
+            shown = None if holder is None or holder == NO_SELECTION else label_at.get((holder, view))
             out[(label_code, view)] = _INHERIT if shown == label_attrs0.get(label_code) else shown
     return out
 

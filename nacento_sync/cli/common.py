@@ -35,7 +35,7 @@ class _PlainHelpMixin:
     argument's metavar (`EXPORT...`) in the usage line."""
 
     def get_params(self, ctx):
-        params = super().get_params(ctx)  # type: ignore[misc]
+        params = super().get_params(ctx)
         for param in params:
             if getattr(param, "is_flag", False) or (isinstance(param, typer.core.TyperArgument) and param.metavar):
                 param.display_type_rich = lambda ctx: None  # typer >= 0.16 labels every parameter's type
@@ -83,7 +83,7 @@ log = logging.getLogger("nacento_sync")
 
 class ModeChoice(str, Enum):
     merge = "merge"
-    replace = "replace"
+    replace = "replace"  # type: ignore[assignment]  # a member named like str.replace: the mode's name
 
 
 class EtagChoice(str, Enum):
@@ -141,7 +141,7 @@ def flag_problems(overrides: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Each flag value checked alone against its configuration key's rules, as `--flag VALUE: why`."""
     problems = []
     for section, values in overrides.items():
-        model = Config.model_fields[section].annotation
+        model: Any = Config.model_fields[section].annotation  # a section model class
         for key, value in values.items():
             if value is None:
                 continue
