@@ -8,8 +8,8 @@ import json
 import pytest
 
 from nacento_sync.asyncmode import bulk, queue
+from nacento_sync.asyncmode.batcher import Held, sub_batches
 from nacento_sync.asyncmode.submit import data_hash, plan_submission
-from nacento_sync.asyncmode.worker import Held, _sub_batches
 from nacento_sync.config import Config, QueueConfig, redact_url
 from nacento_sync.feed import parse_record
 from nacento_sync.models import Item
@@ -80,7 +80,7 @@ def _held(sku: str, mode: str, n: int) -> Held:
 def test_engine_sub_batches_have_one_mode_and_distinct_skus_in_order():
     held = [_held("A", "merge", 1), _held("a ", "merge", 2), _held("B", "replace", 3), _held("A", "merge", 4),
             _held("C", "merge", 5)]
-    batches = [[h.ordinal for h in b] for b in _sub_batches(held)]
+    batches = [[h.ordinal for h in b] for b in sub_batches(held)]
     assert batches == [[1, 5], [2], [4], [3]]
 
 
