@@ -21,8 +21,9 @@ from typing import Any
 
 import pymysql
 
-from nacento_sync import magento
+from nacento_sync import dberrors, magento, signals
 from nacento_sync.charset import fit_item
+from nacento_sync.codes import Code, Failure
 from nacento_sync.config import Config
 from nacento_sync.etags import EtagFinder, Strategy
 from nacento_sync.magento import NOT_FOUND, Product, Schema, Writer
@@ -63,10 +64,6 @@ class Counters:
     fatal: str | None = None
 
 
-#: The per-SKU error of an item whose SKU or a path the store's columns cannot hold (async mode).
-INVALID_DATA = "invalid_data"
-
-
 @dataclass
 class Outcome:
     """What happened to one item: what the report shows, and what the async worker records."""
@@ -74,20 +71,21 @@ class Outcome:
     item: Item
     product_id: int | None = None
     stats: ImageStats | None = None
-    error: str | None = None
+    #: Why the SKU was not written (typed: the worker decides by its code), or None.
+    failure: Failure | None = None
     warnings: list[str] = field(default_factory=list)
     #: The plan writes something (in a dry run: would write): the product goes in `changed_product_ids`.
     changed: bool = False
+
+    @property
+    def error(self) -> str | None:
+        """The report's per-SKU `error`: the failure's code."""
+        return None if self.failure is None else self.failure.code.reported.value
 
 
 #: Called inside a batch's transaction, after its writes and before COMMIT, with the outcomes of the
 #: SKUs written in it: lets the async worker commit operation statuses atomically with the data.
 BeforeCommit = Callable[[Any, list[Outcome]], Awaitable[None]]
-
-
-def _connection_lost(e: Exception) -> bool:
-    """Server gone / lost connection / cannot connect: retrying SKU by SKU would only fail them all."""
-    return isinstance(e, pymysql.err.InterfaceError) or (bool(e.args) and e.args[0] in (2003, 2006, 2013))
 
 
 class SeenSet:
@@ -229,7 +227,7 @@ class Engine:
         storable = [f for f in fitted if isinstance(f, Item)]
         done = iter(await self._write(await self._lookup(storable, early or {})) if storable else [])
         return [next(done) if isinstance(f, Item) else
-                Outcome(item, error=INVALID_DATA, warnings=[f"{INVALID_DATA}: {f.error}"])
+                Outcome(item, failure=Failure(Code.INVALID_DATA, f.error), warnings=[f"invalid_data: {f.error}"])
                 for item, f in zip(items, fitted, strict=True)]
 
     async def _lookup(self, items: list[Item], early: dict[str, list[str]]) -> _Batch:
@@ -243,7 +241,7 @@ class Engine:
         for out in outcomes:
             item, product = out.item, found[out.item.sku]
             if not isinstance(product, Product):
-                out.error = str(product)
+                out.failure = Failure.of(product)
                 continue
             out.product_id = product.entity_id
             unknown = {r for im in item.images for r in im.roles} - set(self.schema.roles)
@@ -271,7 +269,7 @@ class Engine:
             failures = [etags[im.path] for im in out.item.images if isinstance(etags[im.path], StorageFailure)]
             if failures:
                 out.warnings += [f"storage_error: {f.key}: {f.reason}" for f in failures]
-                out.error = "storage_error"
+                out.failure = Failure(Code.STORAGE_ERROR, f"{failures[0].key}: {failures[0].reason}")
             else:
                 writable.append((out, product))
         return _Batch(outcomes, writable, etags)
@@ -285,7 +283,7 @@ class Engine:
             await self._transaction(writable, etags)
         except pymysql.err.MySQLError as e:
             await self._rollback()
-            if _connection_lost(e):  # nothing of this batch was committed; stop the run (exit 3)
+            if dberrors.connection_lost(e):  # nothing of this batch was committed; stop the run (exit 3)
                 self.counters.fatal = f"lost the database connection: {e}"
                 self.stop_requested = True
                 errors = dict.fromkeys(range(len(writable)), e)
@@ -302,8 +300,8 @@ class Engine:
         for i, e in errors.items():
             out = writable[i][0]
             log.error("SKU %r failed: %s", out.item.sku, e)
-            out.error = "database_error"
-            out.warnings.append(f"database_error: {e}")
+            out.failure = Failure(Code.TIMEOUT if dberrors.lock_wait_timeout(e) else Code.DATABASE_ERROR, str(e))
+            out.warnings.append(str(out.failure))
         for out in outcomes if self.report else ():
             self.report.add(out.item.sku, product_id=out.product_id, stats=out.stats, error=out.error,
                             warnings=out.warnings, changed=out.changed)
@@ -354,7 +352,7 @@ class Engine:
             await self.conn.commit()
         for out, product in ready:
             if product.link_id not in present:
-                out.error, out.product_id = NOT_FOUND, None
+                out.failure, out.product_id = Failure.of(NOT_FOUND), None
         for out, plan in plans:  # a dry run reports the products that would change, as the real run does
             out.stats, out.changed = plan.stats, plan.writes
         assert self.purger is not None
@@ -425,16 +423,10 @@ def _install_signals(engine: Engine, received: list) -> None:
     """First SIGINT/SIGTERM: finish the current batch, then stop. Second: cancel now (the open
     transaction is rolled back by the server, so the database stays consistent); `run_sync` then
     returns normally with the first signal, so the committed batches are still reported."""
-    loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
 
-    def handler(sig: signal.Signals) -> None:
-        received.append(sig)
+    def stop(sig: signal.Signals) -> None:
         if len(received) == 1:
             log.warning("%s: stopping after the current batch (send it again to stop at once)", sig.name)
-        elif len(received) == 2 and main:  # once: a third signal must not interrupt the clean-up
-            main.cancel()
         engine.stop_requested = True
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, handler, sig)
+    signals.install(stop, received)

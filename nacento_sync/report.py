@@ -20,35 +20,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from nacento_sync.codes import WARNINGS
 from nacento_sync.console import plain, text
 from nacento_sync.models import Rejection, sku_key
 from nacento_sync.plan import ImageStats
 
-#: Every warning is "<code>: <message>" with one of these codes (README documents them).
-WARNING_CODES = {
-    "unknown_role": "a role that is not a Magento image role was ignored",
-    "duplicate_role": "two images claimed one role; the later one keeps it",
-    "duplicate_image": "one image listed twice in an item; the later entry wins",
-    "label_whitespace": "a TAB, LF or CR in an image's label was replaced by a space",
-    "duplicate_sku": "a SKU appeared more than once; the later item wins (same batch) or applies after",
-    "missing_object": "the image's object is not in the bucket; it was not inserted and its roles not written",
-    "legacy_path": "an entry stored without the leading slash was respelled to Magento's form",
-    "duplicate_entry": "two entries of the product had the same path; the extra one was removed",
-    "duplicate_value_rows": "an entry had several store-0 value rows; the extra ones were removed",
-    "shared_entry": "a gallery row shared with another product was left alone; this product got its own",
-    "staging_future_rows": "Adobe Commerce scheduled updates of the product were left unchanged",
-    "empty_image_list": "replace mode with an empty image list deleted nothing (see --allow-empty)",
-    "all_missing": "replace mode deleted nothing because none of the listed objects exists",
-    "deletions_held": "replace mode deleted nothing and reset no role: a listed object is missing (a typo?)",
-    "media_conflict": "the path belongs to a video (or other non-image entry) of the product; not added",
-    "role_unavailable": "the store has no such role attribute (e.g. swatch_image without Magento_Swatches)",
-    "storage_error": "a storage request failed after retries; the SKU was not written",
-    "database_error": "the SKU's transaction failed; nothing was written for it",
-    "unstorable_text": "a label has a character its column (utf8mb3) cannot store; the stored label stays",
-    "cache_purge_failed": "deleting stale resized copies (--purge-cache) failed; the sync itself stands",
-    "position_tie": "merge mode: an entry the item does not list has a listed image's position (order undefined)",
-    "unknown_store": "a store code in stores/store_roles is not a store of the database; its values were ignored",
-}
+#: Every warning is "<code>: <message>" with one of these codes (README documents them): see codes.Code.
+WARNING_CODES = WARNINGS
 COUNTERS = ImageStats.COUNTERS
 
 

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from nacento_sync.asyncmode import bulk, queue
+from nacento_sync.asyncmode.batcher import Held, sub_batches
 from nacento_sync.asyncmode.submit import data_hash, plan_submission
-from nacento_sync.asyncmode.worker import Held, _sub_batches
 from nacento_sync.config import Config, QueueConfig, redact_url
 from nacento_sync.feed import parse_record
 from nacento_sync.models import Item
@@ -23,7 +23,7 @@ def test_bulk_state_is_magentos_max_rule(statuses, state):
     assert bulk.bulk_state(statuses) == state
 
 
-def test_results_are_trimmed_to_the_blob_and_messages_to_255():
+def test_a_result_over_the_blob_is_cut_as_late_as_possible():
     warnings = [f"missing_object: image {i}: " + "x" * 200 for i in range(1000)]
     result = {"sku": "S", "product_id": 1, "image_stats": {"inserted": 2, "warnings": warnings}, "error": None}
     text = bulk.fit_result(result)
@@ -37,8 +37,14 @@ def test_results_are_trimmed_to_the_blob_and_messages_to_255():
                                         "warnings": warnings[: len(data["image_stats"]["warnings"]) + 1]},
               "truncated": True}
     assert len(json.dumps(longer, ensure_ascii=False, separators=(",", ":")).encode()) > bulk.BLOB_BYTES
+
+
+def test_a_result_that_fits_is_untouched():
     small = {"sku": "S", "image_stats": {"warnings": ["a"]}}
-    assert json.loads(bulk.fit_result(small)) == small  # untouched when it fits
+    assert json.loads(bulk.fit_result(small)) == small
+
+
+def test_messages_are_cut_to_255_characters():
     assert len(bulk.fit_message("é" * 300)) == 255 and bulk.fit_message("short") == "short"
 
 
@@ -80,22 +86,34 @@ def _held(sku: str, mode: str, n: int) -> Held:
 def test_engine_sub_batches_have_one_mode_and_distinct_skus_in_order():
     held = [_held("A", "merge", 1), _held("a ", "merge", 2), _held("B", "replace", 3), _held("A", "merge", 4),
             _held("C", "merge", 5)]
-    batches = [[h.ordinal for h in b] for b in _sub_batches(held)]
+    batches = [[h.ordinal for h in b] for b in sub_batches(held)]
     assert batches == [[1, 5], [2], [4], [3]]
 
 
-def test_names_bodies_and_redaction():
+def test_retry_and_parking_queues_are_named_after_the_work_queue():
     topo = queue.Topology.from_config(QueueConfig(queue="q", retry_delays=[10, 60, 10]))
     assert topo.retry_queues == ["q.retry.10", "q.retry.60"] and topo.failed_queue == "q.failed"
+
+
+def test_operation_bodies_are_magentos_envelope():
     body = json.loads(queue.operation_body("u-1", "t", '{"sku":"A"}', 3))
     assert body == {"bulk_uuid": "u-1", "topic_name": "t", "serialized_data": '{"sku":"A"}', "status": 4, "id": 3}
     assert "id" not in json.loads(queue.operation_body("u-1", "t", "{}", None))
+
+
+def test_messages_are_persistent_with_a_unique_id():
     msg = queue.message(b"x")
     assert msg.delivery_mode == 2 and len(msg.message_id) == 32
+
+
+def test_the_broker_password_is_redacted():
     assert redact_url("amqp://magento:s3cr@t@rabbit:5672/shop") == "amqp://magento:***@rabbit:5672/shop"
     assert redact_url("amqp://rabbit/") == "amqp://rabbit/"
     cfg = Config.model_validate({"queue": {"url": "amqp://u:hunter2@h/"}})
     assert "hunter2" not in repr(cfg) and "hunter2" not in str(cfg.model_dump())
+
+
+def test_queue_config_defaults_and_bounds():
     assert Config().queue.admin_user_id is None
     with pytest.raises(ValueError):
         QueueConfig(retry_delays=[0])

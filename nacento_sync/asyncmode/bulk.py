@@ -45,7 +45,8 @@ FINISHED = (Status.COMPLETE, Status.NOT_RETRIABLY_FAILED, Status.REJECTED)
 
 
 class ErrorCode(IntEnum):
-    """`magento_operation.error_code`: a fixed table (README, "Asynchronous mode"), one code per cause."""
+    """`magento_operation.error_code`: a fixed table (README, "Asynchronous mode"), one code per cause.
+    A failure's `codes.Code` maps to the member of the same name; whether it is retriable is the Code's."""
 
     UNKNOWN = 0  # Magento's own cron: an operation open for over 12 h was marked failed ("Unknown Error")
     PRODUCT_NOT_FOUND = 1  # retriable: the product may not be committed yet
@@ -56,16 +57,6 @@ class ErrorCode(IntEnum):
     INVALID_DATA = 6  # not retriable: the operation's data does not validate
     NOT_PUBLISHED = 7  # `submit` could not hand the message to the broker
     INTERNAL_ERROR = 8  # retriable: an unexpected error in the worker
-
-
-#: The engine's per-SKU errors → (error code, retriable).
-ENGINE_ERRORS: dict[str, tuple[ErrorCode, bool]] = {
-    "product_not_found": (ErrorCode.PRODUCT_NOT_FOUND, True),
-    "ambiguous_sku": (ErrorCode.AMBIGUOUS_SKU, False),
-    "storage_error": (ErrorCode.STORAGE_ERROR, True),
-    "database_error": (ErrorCode.DATABASE_ERROR, True),
-    "invalid_data": (ErrorCode.INVALID_DATA, False),
-}
 
 
 def new_uuid() -> str:
