@@ -94,7 +94,7 @@ class Failure:
     @classmethod
     def of(cls, code: Code | str) -> Failure:
         """A failure whose detail is the code's description (a look-up's product_not_found, ambiguous_sku)."""
-        code = Code(code)
+        code = Code(code)  # type: ignore[call-arg]  # by value: the members carry a description too
         return cls(code, code.description)
 
     @property

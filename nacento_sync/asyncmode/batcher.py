@@ -37,6 +37,22 @@ class Held:
     #: Acked, or given back: nothing more to do with it.
     settled: bool = False
 
+    # Filled in stages (decoded, its operation found, validated); these read them once they must be there.
+    @property
+    def env(self) -> Envelope:
+        assert self.envelope is not None, "message not decoded yet"
+        return self.envelope
+
+    @property
+    def operation(self) -> bulk.Operation:
+        assert self.op is not None, "operation not found yet"
+        return self.op
+
+    @property
+    def desired(self) -> Item:
+        assert self.item is not None, "operation data not validated yet"
+        return self.item
+
     @property
     def source(self) -> str:
         return self.envelope.source if self.envelope else "a message"
@@ -55,7 +71,7 @@ def sub_batches(held: list[Held]) -> list[list[Held]]:
     for group in by_mode.values():
         batches: list[tuple[set[str], list[Held]]] = []
         for h in group:
-            key = sku_key(h.item.sku)
+            key = sku_key(h.desired.sku)
             target = next((b for b in batches if key not in b[0]), None)
             if target is None:
                 target = (set(), [])

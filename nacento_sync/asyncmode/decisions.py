@@ -126,6 +126,18 @@ class Verdict:
     #: RETRY: seconds the copy waits in its retry queue.
     delay: int | None = None
 
+    @property
+    def why(self) -> Failure:
+        """The failure of a FAIL, RETRY or PARK verdict."""
+        assert self.failure is not None, f"a {self.action} verdict has no failure"
+        return self.failure
+
+    @property
+    def wait(self) -> int:
+        """The delay of a RETRY verdict."""
+        assert self.delay is not None, f"a {self.action} verdict has no delay"
+        return self.delay
+
 
 def next_retry(attempt: int, delays: Sequence[int]) -> int | None:
     """The delay before retry `attempt + 1` (`attempt` retries so far), or None when they are used up."""

@@ -81,22 +81,22 @@ class BatchProcessor:
 
     async def _process_db(self, todo: list[Held]) -> None:
         await find_operations(self.db, self.prefix, todo)
-        await self.recorder.park_poison([(h, f"poison: unknown bulk {h.envelope.bulk_uuid}")
+        await self.recorder.park_poison([(h, f"poison: unknown bulk {h.env.bulk_uuid}")
                                          for h in todo if h.op is None and not h.settled])
         todo = [h for h in todo if h.op is not None and not h.settled]
         for h in todo:
-            if h.op.status in bulk.FINISHED:  # a redelivery: already done
+            if h.operation.status in bulk.FINISHED:  # a redelivery: already done
                 self.stats.skipped += 1
                 await self.recorder.ack(h)
-        todo = [h for h in todo if h.op.status not in bulk.FINISHED]
+        todo = [h for h in todo if h.operation.status not in bulk.FINISHED]
         if not todo:
             return
-        await bulk.mark_started(self.db, self.prefix, [h.op.id for h in todo])
+        await bulk.mark_started(self.db, self.prefix, [h.operation.id for h in todo])
         invalid = []
         for h in todo:
-            h.mode, read = read_operation(h.envelope, h.ordinal, self.cfg.sync.mode)
+            h.mode, read = read_operation(h.env, h.ordinal, self.cfg.sync.mode)
             if isinstance(read, Failure):
-                result = sku_result(h.envelope.sku, h.mode, failure=read, warnings=[str(read)])
+                result = sku_result(h.env.sku, h.mode, failure=read, warnings=[str(read)])
                 invalid.append(Decided(h, Verdict(Action.FAIL, read), result))
             else:
                 h.item = read
@@ -120,16 +120,17 @@ class BatchProcessor:
 
         async def before_commit(cur, outcomes: list[Outcome]) -> None:
             held = [by_ordinal[o.item.ordinal] for o in outcomes]
-            await bulk.complete(cur, self.prefix, [(h.op.id, outcome_result(o, h.mode))
+            await bulk.complete(cur, self.prefix, [(h.operation.id, outcome_result(o, h.mode))
                                                    for h, o in zip(held, outcomes, strict=True)])
 
-        options = Options(mode=group[0].mode, batch_size=len(group), etag_strategy=self.cfg.sync.etag_strategy,
+        options = Options(mode="replace" if group[0].mode == "replace" else "merge", batch_size=len(group),
+                          etag_strategy=self.cfg.sync.etag_strategy,
                           purge_cache=self.cfg.sync.purge_cache)
         # A fresh ETag finder per batch: a listing cached for the worker's lifetime would go stale.
         finder = EtagFinder(self.storage, options.etag_strategy, folder_sizes=self._folder_sizes)
         engine = Engine(self.db, self.schema, self.storage, options, report=None, before_commit=before_commit,
                         etags=finder)
-        outcomes = await engine.sync_batch([h.item for h in group])
+        outcomes = await engine.sync_batch([h.desired for h in group])
         if engine.counters.fatal:  # the database went away: nothing of this batch was committed; redo it
             raise ConnectionError(engine.counters.fatal)
         again, decided = [], []
@@ -186,26 +187,26 @@ class BatchProcessor:
 async def find_operations(db: Any, prefix: str, todo: list[Held]) -> None:
     """Each message's operation row: by (bulk, key), or for the original module's messages (no id) by
     bulk and SKU; created when the bulk exists but the row does not."""
-    keyed = [h for h in todo if h.envelope.key is not None]
-    found = await bulk.operations_by_key(db, prefix, [(h.envelope.bulk_uuid, h.envelope.key) for h in keyed])
-    for h in keyed:
-        h.op = found.get((h.envelope.bulk_uuid, h.envelope.key))
-    for bulk_uuid in dict.fromkeys(h.envelope.bulk_uuid for h in todo if h.envelope.key is None):
+    keyed = [(h, h.env.bulk_uuid, h.env.key) for h in todo if h.env.key is not None]
+    found = await bulk.operations_by_key(db, prefix, [(uuid, key) for _, uuid, key in keyed])
+    for h, uuid, key in keyed:
+        h.op = found.get((uuid, key))
+    for bulk_uuid in dict.fromkeys(h.env.bulk_uuid for h in todo if h.env.key is None):
         index: dict[str, list[bulk.Operation]] = {}
         for op in await bulk.operations_of_bulk(db, prefix, bulk_uuid):
             sku = bulk._sku_of(op.data)
             if sku is not None:
                 index.setdefault(sku_key(sku), []).append(op)
         for h in todo:
-            if h.envelope.key is None and h.envelope.bulk_uuid == bulk_uuid:
-                ops = index.get(sku_key(h.envelope.sku), [])
+            if h.env.key is None and h.env.bulk_uuid == bulk_uuid:
+                ops = index.get(sku_key(h.env.sku or ""), [])
                 open_ops = [op for op in ops if op.status not in bulk.FINISHED]
-                h.op = (open_ops or ops or [None])[0]
+                h.op = next(iter(open_ops or ops), None)
     missing = [h for h in todo if h.op is None]
     if missing:
-        exists = await bulk.existing_bulks(db, prefix, [h.envelope.bulk_uuid for h in missing])
+        exists = await bulk.existing_bulks(db, prefix, [h.env.bulk_uuid for h in missing])
         for h in missing:
-            if h.envelope.bulk_uuid in exists:
+            if h.env.bulk_uuid in exists:
                 log.info("operation %s has no magento_operation row: creating it", h.source)
-                h.op = await bulk.insert_operation(db, prefix, h.envelope.bulk_uuid, h.envelope.key,
-                                                   h.envelope.topic, h.envelope.data_text or "")
+                h.op = await bulk.insert_operation(db, prefix, h.env.bulk_uuid, h.env.key,
+                                                   h.env.topic, h.env.data_text or "")

@@ -88,7 +88,7 @@ class Recorder:
         if not decided:
             return
         await bulk.record_failures(self.db, self.prefix, [
-            bulk.Failure(d.held.op.id, Status.NOT_RETRIABLY_FAILED, error_code(d.verdict.failure.code),
+            bulk.Failure(d.held.operation.id, Status.NOT_RETRIABLY_FAILED, error_code(d.verdict.why.code),
                          self._message(d), d.result) for d in decided])
         for d in decided:
             self.stats.failed += 1
@@ -99,13 +99,13 @@ class Recorder:
         if not decided:
             return
         await bulk.record_failures(self.db, self.prefix, [
-            bulk.Failure(d.held.op.id, Status.OPEN, None, self._message(d)) for d in decided])
+            bulk.Failure(d.held.operation.id, Status.OPEN, None, self._message(d)) for d in decided])
         by_held = {id(d.held): d for d in decided}
-        sent = await self._republish([(d.held, self.topo.retry_queue(d.verdict.delay), d.held.attempt + 1,
+        sent = await self._republish([(d.held, self.topo.retry_queue(d.verdict.wait), d.held.attempt + 1,
                                        str(d.verdict.failure)) for d in decided])
         for h, _ in sent:
             self.stats.retried += 1
-            self.retry_due = max(self.retry_due, time.monotonic() + by_held[id(h)].verdict.delay)
+            self.retry_due = max(self.retry_due, time.monotonic() + by_held[id(h)].verdict.wait)
             await self.ack(h)
 
     async def _park(self, decided: Sequence[Decided]) -> None:
@@ -115,7 +115,7 @@ class Recorder:
                                       for d in decided])
         if sent:
             await bulk.record_failures(self.db, self.prefix, [
-                bulk.Failure(h.op.id, Status.RETRIABLY_FAILED, error_code(by_held[id(h)].verdict.failure.code),
+                bulk.Failure(h.operation.id, Status.RETRIABLY_FAILED, error_code(by_held[id(h)].verdict.why.code),
                              self._message(by_held[id(h)]), by_held[id(h)].result) for h, _ in sent])
         for h, reason in sent:
             self.stats.parked += 1

@@ -100,7 +100,8 @@ class BrokerSession:
             self.conn = self.channel = self.work_queue = None
             on_lost()
             with contextlib.suppress(BaseException):
-                await old.close()
+                if old is not None:
+                    await old.close()
 
     async def _start_consuming(self) -> None:
         if self.stopping.is_set() or self.work_queue is None:
