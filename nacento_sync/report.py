@@ -17,7 +17,7 @@ import tempfile
 from array import array
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 from pydantic import BaseModel, Field
 from rich.console import Console
@@ -180,9 +180,10 @@ class ReportBuilder:
                  console_limit: int = 1000) -> None:
         self.summary = Report(request_id=request_id, mode=mode, dry_run=dry_run)
         self.console_limit = console_limit
-        utf8 = {"mode": "w+", "encoding": "utf-8"}
-        self._results = open(spill, **utf8) if spill else tempfile.TemporaryFile(**utf8)  # noqa: SIM115
-        self._rejected = tempfile.TemporaryFile(**utf8)  # noqa: SIM115
+        # Closed by `close()` (the context manager's exit, or `finish`).
+        self._results: IO[str] = (open(spill, "w+", encoding="utf-8") if spill  # noqa: SIM115
+                                  else tempfile.TemporaryFile("w+", encoding="utf-8"))  # noqa: SIM115
+        self._rejected: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
         self._repeated: set[str] = set()
         self._changed = array("I")
         self.rejected_count = 0
@@ -236,7 +237,7 @@ class ReportBuilder:
         self._results.write(to_json(result.model_dump(mode="json")) + "\n")
         self._results.flush()
 
-    def finish(self, out: TextIO) -> Report:
+    def finish(self, out: TextIO | FanOut) -> Report:
         """Write the final JSON document to `out`; return the summary (stats, first failures) for the console.
 
         Spilled lines are copied as they were written (already JSON); only merged results are re-encoded."""
@@ -364,8 +365,9 @@ def write_report(builder: ReportBuilder, report_file: Path | None = None, stream
         report = builder.finish(sink)
     except Exception as e:
         problems.append(f"the report could not be completed ({type(e).__name__}: {e})")
-    for name, e in sink.errors.items():
-        problems.append(f"cannot write {tmp if name == 'file' else stream_name}: {getattr(e, 'strerror', None) or e}")
+    for name, failure in sink.errors.items():
+        where = tmp if name == "file" else stream_name
+        problems.append(f"cannot write {where}: {getattr(failure, 'strerror', None) or failure}")
     if "file" in outputs:
         written = report is not None and "file" not in sink.errors
         try:
