@@ -4,8 +4,9 @@
     ./scripts/bench --skus 2000 --images 5   # smaller
 
 Needs the local servers (scripts/bench starts them). Prints a table and writes bench/out/results.json.
-Scenarios run `nacento-sync sync` as a separate process each (wall time, peak RSS via wait4, S3 requests
-from the report, SQL statements from the server's `Questions` counter):
+Scenarios run a sync through the library API (`nacento_sync.sync`, bench/scenario.py) as a separate process
+each (wall time, peak RSS via wait4, S3 requests from the run's figures, SQL statements from the server's
+`Questions` counter):
 
   cold       empty galleries (a few legacy unslashed and shared rows, a few missing objects)
   nochange   the same export again
@@ -180,23 +181,23 @@ def run_scenario(name: str, config: Path, feed: Path, out: Path, *extra: str) ->
     q0 = questions()
     started = time.perf_counter()
     # Measured as a grandchild: a child forked from this (large) process would count our pages in its peak.
-    proc = subprocess.run([sys.executable, "-c", _LAUNCHER, str(ROOT / ".venv/bin/nacento-sync"), "--config",
-                           str(config), "sync", str(feed), "--report", str(report), "--json", *extra],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run([sys.executable, "-c", _LAUNCHER, sys.executable, str(ROOT / "bench" / "scenario.py"),
+                           str(config), str(feed), str(report), *extra],
+                          capture_output=True, text=True)
     seconds = time.perf_counter() - started
     *log, last = proc.stderr.rstrip("\n").split("\n")
     code, maxrss_kb = (int(x) for x in last.split())
-    if code not in (0, 1):
+    if code != 0:
         sys.exit(f"scenario {name} failed with exit code {code}:\n" + "\n".join(log)[-2000:])
-    data = json.loads(report.read_text())
-    st = data["stats"]
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    st = json.loads(report.read_text())["stats"]
     images = sum(len(json.loads(line)["images"]) for line in feed.open())
-    requests = data["run"]["s3_requests"]
+    requests = figures["s3_requests"]
     return {"scenario": name, "seconds": round(seconds, 2), "images": images,
             "images_per_s": round(images / seconds, 1), "s3_head": requests.get("HEAD", 0),
             "s3_list": requests.get("LIST", 0),
             "s3_per_image": round((requests.get("HEAD", 0) + requests.get("LIST", 0)) / max(images, 1), 4),
-            "sql_statements": questions() - q0 - 1, "sql_write_statements": data["run"]["sql_write_statements"],
+            "sql_statements": questions() - q0 - 1, "sql_write_statements": figures["sql_write_statements"],
             "peak_rss_mb": round(maxrss_kb / 1024, 1), "exit_code": code,
             "stats": {k: st[k] for k in ("skus_seen", "ok", "error", "inserted", "updated_value", "updated_meta",
                                          "skipped_no_change", "deleted", "missing")},

@@ -38,18 +38,34 @@ log = logging.getLogger("nacento_sync")
 
 @dataclass
 class Options:
+    """How a run syncs: what `sync`'s flags and the configuration's `sync:` section say."""
+
+    #: "merge" (add and update, never remove) or "replace" (also delete the images the export does not list).
     mode: Mode = "merge"
+    #: Compute the same report, write nothing.
     dry_run: bool = False
+    #: In replace mode, let an item with an empty image list delete all of its product's images.
     allow_empty: bool = False
+    #: SKUs per transaction.
     batch_size: int = 200
+    #: How ETags are found: "auto", "head" or "list" (README, "Finding ETags").
     etag_strategy: Strategy = "auto"
     #: Delete the resized copies of images whose bytes changed or that were deleted (`--purge-cache`).
     purge_cache: bool = False
 
+    @classmethod
+    def from_config(cls, config: Config, **overrides: Any) -> Options:
+        """The options the configuration's `sync:` section gives (mode, batch_size, etag_strategy,
+        purge_cache), with `overrides` (any field, e.g. `dry_run=True`) applied on top."""
+        sync = config.sync
+        values: dict[str, Any] = {"mode": sync.mode, "batch_size": sync.batch_size,
+                                  "etag_strategy": sync.etag_strategy, "purge_cache": sync.purge_cache}
+        return cls(**(values | overrides))
+
 
 @dataclass
 class Counters:
-    """Run-wide figures the CLI needs after the run."""
+    """Run-wide figures of the engine (`api.SyncResult` carries them to callers)."""
 
     looked_up: int = 0
     found: int = 0

@@ -2,24 +2,29 @@
 
 Results are merged per SKU (a SKU sent twice keeps one result), rendered as JSON or as rich tables.
 Writing the report runs after batches have committed, so nothing in it may fail on a value: `to_json`
-is total, a failing output sink (`FanOut`) never stops the others, and every console cell is plain text.
+is total, a failing output sink (`FanOut`) never stops the others, `write_report` never raises, and
+every console cell is plain text.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import operator
+import os
 import re
 import tempfile
 from array import array
 from pathlib import Path
-from typing import Any, TextIO
+from types import TracebackType
+from typing import IO, Any, TextIO
 
 from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from nacento_sync import __version__
 from nacento_sync.codes import WARNINGS
 from nacento_sync.console import plain, text
 from nacento_sync.models import Rejection, sku_key
@@ -119,6 +124,8 @@ class Report(BaseModel):
     request_id: str | None = None
     mode: str = "merge"
     dry_run: bool = False
+    #: The nacento-sync version that wrote the report.
+    version: str = __version__
     results: list[SkuResult] = Field(default_factory=list)
     rejected: list[RejectedRecord] = Field(default_factory=list)
     stats: Stats = Field(default_factory=Stats)
@@ -141,18 +148,41 @@ class ReportBuilder:
     `--report FILE`, or a temporary file); only counters, the changed product ids (4 bytes each), the
     keys of SKUs seen more than once, and the first `console_limit` failed or warned SKUs stay in
     memory. `finish` streams the final JSON document, merging a repeated SKU's results into one.
+
+    Use it as a context manager: leaving the block closes the spill files and, when the block raised
+    before any result was spilled (a run that failed at start), removes the empty `FILE.partial`. A
+    spill holding results is always kept: those SKUs are committed.
     """
 
     def __init__(self, request_id: str | None, mode: str, dry_run: bool, *, spill: Path | None = None,
                  console_limit: int = 1000) -> None:
         self.summary = Report(request_id=request_id, mode=mode, dry_run=dry_run)
         self.console_limit = console_limit
-        utf8 = {"mode": "w+", "encoding": "utf-8"}
-        self._results = open(spill, **utf8) if spill else tempfile.TemporaryFile(**utf8)  # noqa: SIM115
-        self._rejected = tempfile.TemporaryFile(**utf8)  # noqa: SIM115
+        # Closed by `close()` (the context manager's exit, or `finish`).
+        self._results: IO[str] = (open(spill, "w+", encoding="utf-8") if spill  # noqa: SIM115
+                                  else tempfile.TemporaryFile("w+", encoding="utf-8"))  # noqa: SIM115
+        self._rejected: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
         self._repeated: set[str] = set()
         self._changed = array("I")
         self.rejected_count = 0
+        self._spill = spill
+
+    def __enter__(self) -> ReportBuilder:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+        if exc_type is not None and self._spill is not None:
+            with contextlib.suppress(OSError):
+                if self._spill.stat().st_size == 0:
+                    self._spill.unlink()
+
+    def close(self) -> None:
+        """Close the spill files (`finish` does too); a spill file on disk stays where it is."""
+        for spill in (self._results, self._rejected):
+            with contextlib.suppress(OSError):
+                spill.close()
 
     def reject(self, rejection: Rejection) -> None:
         self.rejected_count += 1
@@ -185,7 +215,7 @@ class ReportBuilder:
         self._results.write(to_json(result.model_dump(mode="json")) + "\n")
         self._results.flush()
 
-    def finish(self, out: TextIO) -> Report:
+    def finish(self, out: TextIO | FanOut) -> Report:
         """Write the final JSON document to `out`; return the summary (stats, first failures) for the console.
 
         Spilled lines are copied as they were written (already JSON); only merged results are re-encoded."""
@@ -209,7 +239,7 @@ class ReportBuilder:
             out.write(("\n" if first else ",\n") + (line or to_json(result.model_dump(mode="json"))))
 
         out.write("{" + f'"request_id": {to_json(r.request_id)}, "mode": {to_json(r.mode)}, '
-                  f'"dry_run": {to_json(r.dry_run)},\n"results": [')
+                  f'"dry_run": {to_json(r.dry_run)}, "version": {to_json(r.version)},\n"results": [')
         first = True
         self._results.seek(0)
         for line in self._results:
@@ -233,8 +263,7 @@ class ReportBuilder:
         out.write(f"\n],\n\"stats\": {to_json(st.model_dump(mode='json'))},\n\"run\": {to_json(r.run)},\n"
                   f"\"changed_product_ids\": {to_json(changed)}}}\n")
         out.flush()
-        self._results.close()
-        self._rejected.close()
+        self.close()
         r.stats, r.results, r.changed_product_ids = st, notable, changed
         return r
 
@@ -250,6 +279,88 @@ def _merge_into(merged: dict[str, SkuResult], key: str, result: SkuResult) -> No
         merge = max if name in ImageStats.FLAGS else operator.add
         setattr(prev.image_stats, name, merge(getattr(prev.image_stats, name), getattr(result.image_stats, name)))
     prev.image_stats.warnings.extend(result.image_stats.warnings)
+
+
+def partial_path(report_file: Path) -> Path:
+    """`FILE.partial`: every committed SKU's result, one JSON line each, as the run goes."""
+    return report_file.with_name(report_file.name + ".partial")
+
+
+def _tmp_path(report_file: Path) -> Path:
+    return report_file.with_name(report_file.name + ".tmp")
+
+
+def report_path_problem(path: Path) -> str | None:
+    """Why a report FILE could not be written, or None. Checked before anything is synced, by really
+    creating (and removing) `FILE.partial` and `FILE.tmp`: permissions, read-only mounts and ACLs all
+    answer, whoever runs it. Leaves nothing behind."""
+    partial, tmp = partial_path(path), _tmp_path(path)
+    parent = path.parent
+    if not parent.is_dir():
+        ancestor = parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if ancestor.exists() and not ancestor.is_dir():
+            return f"{plain(ancestor)} is not a directory"
+        return f"directory {plain(parent)} does not exist"
+    for candidate in (path, partial, tmp):
+        if candidate.is_dir():
+            return f"{plain(candidate)} is a directory"
+    for candidate in (partial, tmp):
+        try:
+            if candidate.exists():
+                if not os.access(candidate, os.W_OK):
+                    return f"cannot write {plain(candidate)}: permission denied"
+                continue
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            os.unlink(candidate)
+        except OSError as e:
+            return f"cannot create {plain(candidate)}: {e.strerror or e}"
+    return None
+
+
+def write_report(builder: ReportBuilder, report_file: Path | None = None, stream: TextIO | None = None,
+                 stream_name: str = "stdout") -> tuple[Report | None, str | None]:
+    """Stream the JSON report to `FILE.tmp` (renamed to FILE at the end) and/or `stream`, at once.
+
+    Never raises: returns the summary (None if the report could not be completed) and, when an asked-for
+    output was not written, the one-line reason. On any failure, `FILE.partial` (every committed SKU's
+    result) is kept and the reason says where it is."""
+    outputs: dict[str, Any] = {}
+    tmp = _tmp_path(report_file) if report_file else None
+    partial = partial_path(report_file) if report_file else None
+    problems: list[str] = []
+    if tmp:
+        try:
+            outputs["file"] = open(tmp, "w", encoding="utf-8")  # noqa: SIM115 (closed below, whatever happens)
+        except OSError as e:
+            problems.append(f"cannot write {tmp}: {e.strerror or e}")
+    if stream is not None:
+        outputs["stream"] = stream
+    sink = FanOut(**outputs)
+    report: Report | None = None
+    try:
+        report = builder.finish(sink)
+    except Exception as e:
+        problems.append(f"the report could not be completed ({type(e).__name__}: {e})")
+    for name, failure in sink.errors.items():
+        where = tmp if name == "file" else stream_name
+        problems.append(f"cannot write {where}: {getattr(failure, 'strerror', None) or failure}")
+    if "file" in outputs:
+        written = report is not None and "file" not in sink.errors
+        try:
+            outputs["file"].close()
+            if written:
+                os.replace(tmp, report_file)  # type: ignore[arg-type]
+        except OSError as e:
+            written = False
+            problems.append(f"cannot write {report_file}: {e.strerror or e}")
+        with contextlib.suppress(OSError):
+            (partial if written else tmp).unlink(missing_ok=True)  # type: ignore[union-attr]
+    if not problems:
+        return report, None
+    where = f"; every committed SKU's result is in {partial}" if partial and partial.exists() else ""
+    return report, "; ".join(problems) + where
 
 
 def render(report: Report, console: Console, limit: int = 50, command: str = "sync") -> None:

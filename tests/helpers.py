@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import io
 import json
@@ -14,11 +13,8 @@ from typing import Any
 import boto3
 from botocore.config import Config as BotoConfig
 
-from nacento_sync.config import Config
-from nacento_sync.engine import Counters, Options, run_sync
-from nacento_sync.feed import Feed
+from nacento_sync import Config, Feed, Options, Report, SyncResult, sync
 from nacento_sync.paths import object_key
-from nacento_sync.report import Report, ReportBuilder
 
 
 @dataclass
@@ -68,8 +64,15 @@ def write_ndjson(path: Path, items: list[dict[str, Any]]) -> Path:
 
 @dataclass
 class Outcome:
+    """A sync through the library API: the whole JSON report (every SKU's result) and the SyncResult."""
+
     report: Report
-    counters: Counters
+    sync: SyncResult
+
+    @property
+    def counters(self) -> SyncResult:
+        """The run's figures (`cache_purged`, `stale_images`, …)."""
+        return self.sync
 
     def result(self, sku: str):
         (r,) = [r for r in self.report.results if r.sku == sku]
@@ -78,15 +81,13 @@ class Outcome:
 
 def run(cfg: dict[str, Any], export: Path, *, mode: str = "merge", dry_run: bool = False,
         allow_empty: bool = False, purge_cache: bool = False) -> Outcome:
-    """Run a sync in-process, exactly as the CLI does, and return its report."""
+    """Sync an export through the library API (`nacento_sync.sync`) and return its whole report."""
     config = Config.model_validate(cfg)
-    builder = ReportBuilder("test", mode, dry_run)
-    options = Options(mode, dry_run, allow_empty, config.sync.batch_size,  # type: ignore[arg-type]
-                      config.sync.etag_strategy, purge_cache=purge_cache)
-    _, counters = asyncio.run(run_sync(config, Feed([str(export)]), options, builder))
+    options = Options.from_config(config, mode=mode, dry_run=dry_run, allow_empty=allow_empty,
+                                  purge_cache=purge_cache)
     text = io.StringIO()
-    builder.finish(text)
-    return Outcome(Report.model_validate_json(text.getvalue()), counters)
+    result = sync(config, Feed([str(export)]), options, json_out=text, request_id="test")
+    return Outcome(Report.model_validate_json(text.getvalue()), result)
 
 
 def install_meta(store) -> None:

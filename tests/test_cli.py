@@ -1,4 +1,8 @@
-"""The command line as users and cron jobs run it: real processes, real servers, exit codes, output."""
+"""The command line as users and cron jobs run it: real servers, exit codes, output.
+
+In-process with Typer's CliRunner; real processes only where one is the point: concurrent runs, kills,
+signals and the console script itself.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,16 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 from helpers import config_dict, write_ndjson
+from typer.testing import CliRunner
+
+from nacento_sync import __version__
+from nacento_sync.cli import app
 
 
 @pytest.fixture
@@ -22,11 +31,28 @@ def config_file(store, bucket, db_params, tmp_path):
     return path
 
 
-def cli(*args: str, env: dict | None = None, stdin: str | None = None, cwd: Path | None = None):
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("NACENTO_") or k.startswith("NACENTO_TEST")}
-    full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "nacento_sync", *args], capture_output=True, text=True,
-                          env=full_env, input=stdin, cwd=cwd, timeout=120)
+def cli(*args: str, env: dict | None = None, stdin: str | None = None):
+    """`nacento-sync ARGS` in-process; `returncode`, `stdout`, `stderr` as a finished process has them.
+    The environment's NACENTO_* settings (but the test servers') are unset, `env` added."""
+    unset: dict[str, str | None] = {k: None for k in os.environ
+                                    if k.startswith("NACENTO_") and not k.startswith("NACENTO_TEST")}
+    res = CliRunner().invoke(app, list(args), env={**unset, **(env or {})}, input=stdin, catch_exceptions=False)
+    return Ran(res.exit_code, res.stdout, res.stderr)
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def test_the_console_script_runs_and_tells_its_version():
+    script = Path(sys.executable).parent / "nacento-sync"
+    res = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout == f"nacento-sync {__version__}\n"
+    res = subprocess.run([sys.executable, "-m", "nacento_sync", "--help"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "Exit codes:" in res.stdout
 
 
 def test_json_output_is_the_report_alone_and_exit_codes(store, bucket, config_file, tmp_path):

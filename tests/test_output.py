@@ -20,7 +20,7 @@ from helpers import config_dict, write_ndjson
 from rich.console import Console
 from typer.testing import CliRunner
 
-from nacento_sync import report
+from nacento_sync import api, report
 from nacento_sync.cli import common
 from nacento_sync.cli import sync as cli
 from nacento_sync.console import error, plain
@@ -160,16 +160,16 @@ def test_report_path_problems_are_found_and_leave_nothing_behind(tmp_path, monke
     }
     before = sorted(os.listdir(tmp_path))
     for path, problem in cases.items():
-        found = cli.report_path_problem(path)
+        found = report.report_path_problem(path)
         assert found and problem in found, (path, found)
-    assert cli.report_path_problem(tmp_path / "ok.json") is None
+    assert report.report_path_problem(tmp_path / "ok.json") is None
     assert sorted(os.listdir(tmp_path)) == before
 
     def read_only(path, flags, mode=0o777):  # what a read-only directory answers a non-root user
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
-    monkeypatch.setattr(cli.os, "open", read_only)
-    assert "Permission denied" in cli.report_path_problem(tmp_path / "ro.json")
+    monkeypatch.setattr(report.os, "open", read_only)
+    assert "Permission denied" in report.report_path_problem(tmp_path / "ro.json")
 
 
 @pytest.mark.parametrize("where", ["missing/r.json", "file.txt/r.json", "dir", "/sys/r.json"])
@@ -345,9 +345,9 @@ def test_a_failing_report_file_keeps_the_partial_and_stdout(store, bucket, confi
         def no_space(src, dst):
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(cli.os, "replace", no_space)
-    elif stage == "open":  # FILE.tmp became a directory after the up-front check
-        monkeypatch.setattr(cli, "report_path_problem", lambda path: (tmp_path / "r.json.tmp").mkdir())
+        monkeypatch.setattr(report.os, "replace", no_space)
+    elif stage == "open":  # FILE.tmp became a directory after the up-front checks (the CLI's, the library's)
+        monkeypatch.setattr(api, "report_path_problem", lambda path: (tmp_path / "r.json.tmp").mkdir())
     else:  # the disk fills up while the final document is written
         real_open = open
 

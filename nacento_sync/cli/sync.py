@@ -1,16 +1,13 @@
-"""`sync` and `sku`: one run of the engine over an export (or one SKU), its report and exit code."""
+"""`sync` and `sku`: parse, call `nacento_sync.api.sync`, render its report, map its status to an exit code."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
-import time
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -37,18 +34,18 @@ from nacento_sync.cli.common import (
     PurgeOpt,
     _config,
     app,
-    call,
     err,
     out,
 )
 from nacento_sync.config import Config
 from nacento_sync.console import error, plain, say
+from nacento_sync.errors import AccessError, UsageError
 from nacento_sync.feed import Feed, FeedError, parse_record
 from nacento_sync.models import Item, Rejection
-from nacento_sync.report import FanOut, Report, ReportBuilder, render
+from nacento_sync.report import Report, render, report_path_problem
 
-#: Below this many looked-up images, "none found" is not evidence of a wrong bucket or prefix.
-ALL_MISSING_THRESHOLD = 10
+if TYPE_CHECKING:
+    from nacento_sync import SyncResult
 
 
 @app.command(cls=PlainCommand)
@@ -96,38 +93,8 @@ def sync(
         error(err, e)
         raise typer.Exit(EXIT_USAGE) from None
     code = _run(cfg, feed, dry_run=dry_run, allow_empty=allow_empty, json_out=json_out, report_file=report_file,
-                request_id=lambda: request_id or feed.request_id, total=feed.total_bytes(), done=feed.bytes_read,
-                command="sync")
+                request_id=request_id, total=feed.total_bytes(), done=feed.bytes_read, command="sync")
     raise typer.Exit(code)
-
-
-def report_path_problem(path: Path) -> str | None:
-    """Why `--report FILE` could not be written, or None. Checked before anything is synced, by really
-    creating (and removing) `FILE.partial` and `FILE.tmp`: permissions, read-only mounts and ACLs all
-    answer, whoever runs it. Leaves nothing behind."""
-    partial, tmp = (path.with_name(path.name + suffix) for suffix in (".partial", ".tmp"))
-    parent = path.parent
-    if not parent.is_dir():
-        ancestor = parent
-        while not ancestor.exists() and ancestor != ancestor.parent:
-            ancestor = ancestor.parent
-        if ancestor.exists() and not ancestor.is_dir():
-            return f"{plain(ancestor)} is not a directory"
-        return f"directory {plain(parent)} does not exist"
-    for candidate in (path, partial, tmp):
-        if candidate.is_dir():
-            return f"{plain(candidate)} is a directory"
-    for candidate in (partial, tmp):
-        try:
-            if candidate.exists():
-                if not os.access(candidate, os.W_OK):
-                    return f"cannot write {plain(candidate)}: permission denied"
-                continue
-            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-            os.unlink(candidate)
-        except OSError as e:
-            return f"cannot create {plain(candidate)}: {e.strerror or e}"
-    return None
 
 
 @app.command(cls=PlainCommand)
@@ -168,21 +135,20 @@ def sku(
                                                 "purge_cache": purge_cache or None})
     record = parse_record({"sku": sku, "images": entries, **extra}, source, 1)
     code = _run(cfg, [record], dry_run=dry_run, allow_empty=False, json_out=json_out, report_file=None,
-                request_id=lambda: None, command="sku")
+                request_id=None, command="sku")
     raise typer.Exit(code)
 
 
 def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, allow_empty: bool, json_out: bool,
-         report_file: Path | None, request_id, total: int | None = None, done=lambda: 0, command: str) -> int:
-    """Sync, then (batches committed) write the report, then render it: a failure after the commit never
-    loses the report nor changes the exit code beyond README's table."""
-    from nacento_sync.engine import Options, run_sync  # aioboto3 and aiomysql: only when a command syncs
+         report_file: Path | None, request_id: str | None, total: int | None = None,
+         done: Callable[[], int] = lambda: 0, command: str) -> int:
+    """Call the library's `sync` under a progress bar, then render its result; returns the exit code.
 
-    options = Options(cfg.sync.mode, dry_run, allow_empty, cfg.sync.batch_size, cfg.sync.etag_strategy,
-                      purge_cache=cfg.sync.purge_cache)
-    spill = report_file.with_name(report_file.name + ".partial") if report_file else None
-    builder = ReportBuilder(None, cfg.sync.mode, dry_run, spill=spill)
-    started = time.monotonic()
+    The report is written (and the exit code decided) by the library before anything is rendered: a
+    failure while rendering never loses the report nor changes the code beyond README's table."""
+    from nacento_sync import Options, sync  # aioboto3 and aiomysql: only when a command syncs
+
+    options = Options.from_config(cfg, dry_run=dry_run, allow_empty=allow_empty)
     with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(), TaskProgressColumn(),
                   TextColumn("{task.fields[skus]} SKUs", markup=False), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=err, transient=True, disable=not err.is_terminal) as progress:
@@ -194,77 +160,43 @@ def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, all
             skus += n
             progress.update(task, completed=done(), skus=skus)
 
-        interrupted, counters = call(run_sync(cfg, records, options, builder, handle_signals=True,
-                                               on_progress=advance))
-    # Everything below runs after commits: it must not raise, and the report goes out before any rendering.
-    try:
-        builder.summary.request_id = request_id() or datetime.now(UTC).strftime("sync-%Y%m%dT%H%M%SZ")
-    except Exception:  # the feed's request id is only known once it was read; never worth losing the report
-        builder.summary.request_id = datetime.now(UTC).strftime("sync-%Y%m%dT%H%M%SZ")
-    builder.summary.run = {"seconds": round(time.monotonic() - started, 3), "batches": counters.batches,
-                           "s3_requests": counters.s3_requests, "sql_write_statements": counters.statements,
-                           "cache_purged": counters.cache_purged, "stale_images": counters.stale_images}
-    report, report_ok = _emit(builder, json_out, report_file)
-    if report is not None and not json_out:
-        _render(report, command)
-    if counters.stale_images and not options.purge_cache:
-        say(err, f"{counters.stale_images} image(s) changed bytes or were deleted: their resized copies "
+        try:
+            result = sync(cfg, records, options, report_file=report_file, json_out=sys.stdout if json_out else None,
+                          request_id=request_id, on_progress=advance, handle_signals=True)
+        except AccessError as e:
+            error(err, e)
+            raise typer.Exit(EXIT_ACCESS) from None
+        except UsageError as e:
+            error(err, e)
+            raise typer.Exit(EXIT_USAGE) from None
+    _explain(result, cfg, json_out, command)
+    return exit_code(result)
+
+
+def exit_code(result: SyncResult) -> int:
+    """README's exit code for a sync's status."""
+    if result.status == "interrupted":
+        return EXIT_SIGNAL[result.interrupted]  # type: ignore[index]
+    return {"ok": EXIT_OK, "failed": EXIT_FAILED, "access": EXIT_ACCESS}[result.status]
+
+
+def _explain(result: SyncResult, cfg: Config, json_out: bool, command: str) -> None:
+    """The report's console summary and the lines that say why the run ended as it did."""
+    if result.report_error:
+        error(err, result.report_error)
+    if result.report is not None and not json_out:
+        _render(result.report, command)
+    if result.stale_images and not cfg.sync.purge_cache:
+        say(err, f"{result.stale_images} image(s) changed bytes or were deleted: their resized copies "
                  "(media/catalog/product/cache/) may be stale; re-run with --purge-cache to delete them")
-    if counters.fatal:
-        error(err, f"{counters.fatal}; the run stopped (completed batches are committed, re-run to finish)")
-        code = EXIT_ACCESS
-    elif interrupted:
-        say(err, f"interrupted by {interrupted.name}: stopped after the current batch")
-        code = EXIT_SIGNAL[interrupted]
-    elif counters.looked_up >= ALL_MISSING_THRESHOLD and counters.found == 0:
-        error(err, f"none of the {counters.looked_up} listed images exists in bucket {cfg.storage.bucket!r} "
+    if result.fatal:
+        error(err, f"{result.fatal}; the run stopped (completed batches are committed, re-run to finish)")
+    elif result.interrupted:
+        say(err, f"interrupted by {result.interrupted.name}: stopped after the current batch")
+    elif result.nothing_found:
+        assert cfg.storage is not None
+        error(err, f"none of the {result.images_looked_up} listed images exists in bucket {cfg.storage.bucket!r} "
                    f"under prefix {cfg.storage.prefix!r}: the bucket or storage.prefix looks wrong")
-        code = EXIT_ACCESS
-    else:
-        code = EXIT_FAILED if report is None or report.failed else EXIT_OK
-    return code if report_ok else max(code, EXIT_FAILED)  # a report not written is a failure (README)
-
-
-def _emit(builder: ReportBuilder, json_out: bool, report_file: Path | None) -> tuple[Report | None, bool]:
-    """Stream the JSON report to `FILE.tmp` (renamed to FILE at the end) and/or stdout, at once.
-
-    Returns the console summary (None if the report could not be completed) and whether every asked-for
-    output was written. On any failure, `FILE.partial` (every committed SKU's result) is kept and the
-    one-line error says where it is."""
-    outputs: dict[str, Any] = {}
-    tmp = report_file.with_name(report_file.name + ".tmp") if report_file else None
-    partial = report_file.with_name(report_file.name + ".partial") if report_file else None
-    problems: list[str] = []
-    if tmp:
-        try:
-            outputs["file"] = open(tmp, "w", encoding="utf-8")  # noqa: SIM115 (closed below, whatever happens)
-        except OSError as e:
-            problems.append(f"cannot write {tmp}: {e.strerror or e}")
-    if json_out:
-        outputs["stdout"] = sys.stdout
-    sink = FanOut(**outputs)
-    report: Report | None = None
-    try:
-        report = builder.finish(sink)
-    except Exception as e:
-        problems.append(f"the report could not be completed ({type(e).__name__}: {e})")
-    for name, e in sink.errors.items():
-        problems.append(f"cannot write {tmp if name == 'file' else 'stdout'}: {getattr(e, 'strerror', None) or e}")
-    if "file" in outputs:
-        written = report is not None and "file" not in sink.errors
-        try:
-            outputs["file"].close()
-            if written:
-                os.replace(tmp, report_file)  # type: ignore[arg-type]
-        except OSError as e:
-            written = False
-            problems.append(f"cannot write {report_file}: {e.strerror or e}")
-        with contextlib.suppress(OSError):
-            (partial if written else tmp).unlink(missing_ok=True)  # type: ignore[union-attr]
-    if problems:
-        where = f"; every committed SKU's result is in {partial}" if partial and partial.exists() else ""
-        error(err, "; ".join(problems) + where)
-    return report, not problems
 
 
 def _render(report: Report, command: str) -> None:
