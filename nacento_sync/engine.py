@@ -144,7 +144,7 @@ class _Batch:
 
 @dataclass
 class Engine:
-    conn: object
+    conn: magento.Connection
     schema: Schema
     storage: Storage
     options: Options
@@ -153,7 +153,7 @@ class Engine:
     on_progress: Callable[[int], None] = lambda n: None
     before_commit: BeforeCommit | None = None
     #: A second connection for product look-ups, so they overlap the previous batch's transaction.
-    lookup_conn: Any = None
+    lookup_conn: magento.Connection | None = None
     etags: EtagFinder | None = None
     purger: Purger | None = None
     counters: Counters = field(default_factory=Counters)
@@ -161,7 +161,7 @@ class Engine:
     _seen: SeenSet = field(default_factory=SeenSet)  # sku keys of earlier batches
 
     def __post_init__(self) -> None:
-        self.lookup_conn = self.lookup_conn or self.conn
+        self._reads: magento.Connection = self.lookup_conn or self.conn
         if self.etags is None:
             self.etags = EtagFinder(self.storage, self.options.etag_strategy, folder_sizes=self._folder_sizes)
         if self.purger is None:
@@ -175,8 +175,8 @@ class Engine:
         return values
 
     async def _folder_sizes(self) -> dict[str, int]:
-        sizes = await magento.folder_sizes(self.lookup_conn, self.schema)
-        await self.lookup_conn.rollback()
+        sizes = await magento.folder_sizes(self._reads, self.schema)
+        await self._reads.rollback()
         return sizes
 
     async def run(self, records: Iterable[Item | Rejection]) -> None:
@@ -248,8 +248,8 @@ class Engine:
 
     async def _lookup(self, items: list[Item], early: dict[str, list[str]]) -> _Batch:
         """Products by SKU and the ETags of their images: no lock held, nothing written."""
-        found = await magento.find_products(self.lookup_conn, self.schema, [i.sku for i in items])
-        await self.lookup_conn.rollback()  # end the read snapshot before the storage look-ups
+        found = await magento.find_products(self._reads, self.schema, [i.sku for i in items])
+        await self._reads.rollback()  # end the read snapshot before the storage look-ups
 
         outcomes = [Outcome(item, warnings=[*early.get(sku_key(item.sku), []), *item.warnings]) for item in items]
         ready: list[tuple[Outcome, Product]] = []
@@ -282,7 +282,7 @@ class Engine:
         self.counters.found += sum(1 for v in etags.values() if isinstance(v, str))
         writable = []
         for out, product in ready:
-            failures = [etags[im.path] for im in out.item.images if isinstance(etags[im.path], StorageFailure)]
+            failures = [f for im in out.item.images if isinstance(f := etags[im.path], StorageFailure)]
             if failures:
                 out.warnings += [f"storage_error: {f.key}: {f.reason}" for f in failures]
                 out.failure = Failure(Code.STORAGE_ERROR, f"{failures[0].key}: {failures[0].reason}")
@@ -313,12 +313,13 @@ class Engine:
                     except pymysql.err.MySQLError as e1:
                         await self._rollback()
                         errors[i] = e1
-        for i, e in errors.items():
+        for i, exc in errors.items():
             out = writable[i][0]
-            log.error("SKU %r failed: %s", out.item.sku, e)
-            out.failure = Failure(Code.TIMEOUT if dberrors.lock_wait_timeout(e) else Code.DATABASE_ERROR, str(e))
+            log.error("SKU %r failed: %s", out.item.sku, exc)
+            out.failure = Failure(Code.TIMEOUT if dberrors.lock_wait_timeout(exc) else Code.DATABASE_ERROR, str(exc))
             out.warnings.append(str(out.failure))
-        for out in outcomes if self.report else ():
+        for out in outcomes if self.report is not None else ():
+            assert self.report is not None
             self.report.add(out.item.sku, product_id=out.product_id, stats=out.stats, error=out.error,
                             warnings=out.warnings, changed=out.changed)
         self.counters.skus += len(outcomes)

@@ -13,7 +13,9 @@ import re
 import struct
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import aiomysql
 import pymysql
@@ -46,6 +48,30 @@ ATTRIBUTES = ("media_gallery", *MANAGED_ROLES, *ROLE_LABELS.values())
 CHUNK = 1000
 #: MySQL/MariaDB error numbers worth retrying a transaction for.
 RETRIABLE = {1205, 1213}
+
+
+class Cursor(Protocol):
+    """What the adapter uses of a DB-API cursor (aiomysql's, or any driver with the same coroutines)."""
+
+    lastrowid: int | None
+
+    async def execute(self, query: str, args: Any = ...) -> int: ...
+
+    async def fetchone(self) -> Any: ...
+
+    async def fetchall(self) -> Any: ...
+
+
+class Connection(Protocol):
+    """What the engine and the adapters use of a database connection."""
+
+    def cursor(self) -> AbstractAsyncContextManager[Cursor]: ...
+
+    async def commit(self) -> None: ...
+
+    async def rollback(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class DatabaseAccessError(AccessError):
