@@ -132,7 +132,7 @@ class FlakyS3:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_HEAD(self):  # noqa: N802 (http.server's naming)
+            def do_HEAD(self):  # http.server's naming
                 outer.heads.append(self.path)
                 parts = self.path.split("?")[0].strip("/").split("/", 1)
                 status = 200

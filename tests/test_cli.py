@@ -90,7 +90,7 @@ def test_config_errors_name_the_key_and_env_overrides(store, bucket, db_params, 
     assert res.returncode == 2 and "sync.batch_size" in res.stderr
 
 
-def test_access_problems_exit_3_and_never_print_secrets(store, bucket, db_params, tmp_path, config_file):
+def test_access_problems_exit_3_and_never_print_secrets(store, bucket, db_params, tmp_path):
     export = write_ndjson(tmp_path / "x.ndjson", [{"sku": "SKU-1", "images": [{"file_path": "a/b/c.jpg"}]}])
     cfg = config_dict(store, bucket, db_params)
     cfg["database"]["port"] = 1  # nothing listens there
@@ -107,7 +107,7 @@ def test_access_problems_exit_3_and_never_print_secrets(store, bucket, db_params
     assert "s3-secret-value" not in res.stdout + res.stderr
 
 
-def test_nothing_found_in_the_bucket_exits_3(store, bucket, config_file, tmp_path):
+def test_nothing_found_in_the_bucket_exits_3(store, config_file, tmp_path):
     items = []
     for i in range(4):
         store.add_product(f"SKU-{i}")

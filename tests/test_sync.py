@@ -260,7 +260,7 @@ def test_replace_mode_deletes_resets_roles_and_is_seen_by_changelog(store, bucke
     assert len(store.value_rows(p.link_id)) == 1
 
 
-def test_replace_safety_nets(store, bucket, cfg, tmp_path):
+def test_replace_safety_nets(store, cfg, tmp_path):
     p = store.add_product("SKU-1")
     store.add_gallery_entry(p.link_id, "/a/a/a.jpg", position=1)
     empty = run(cfg, write_ndjson(tmp_path / "e.ndjson", [{"sku": "SKU-1", "images": []}]), mode="replace")
