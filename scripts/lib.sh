@@ -4,7 +4,7 @@
 # Source it (`. "$(dirname "$0")/lib.sh"`); it sets NACENTO_ROOT (the repo root) and RUN_DIR
 # ($NACENTO_ROOT/.run, where servers keep their data, logs, pid files and the `env` file).
 #
-#   ensure_deps            Debian packages + .venv with `pip install -e '.[test]'` (idempotent)
+#   ensure_deps            Debian packages + .venv from the lock file requirements/dev.txt (idempotent)
 #   services_start [--hold] start MariaDB, moto (S3) and RabbitMQ unless running, write .run/env, take a lease
 #   services_release       drop this shell's lease; stop the servers if this was the last lease
 #   services_release_on_exit  trap services_release on EXIT/INT/TERM/HUP (call before services_start)
@@ -92,17 +92,24 @@ ensure_deps() {
         log "creating $VENV"
         python3 -m venv "$VENV" || die "python3 -m venv $VENV failed"
     fi
+    # The development/CI environment is the lock file (requirements/dev.txt: every package pinned, with
+    # hashes), then the project itself without dependencies; re-installed when the lock or pyproject.toml
+    # changes. `pip check` proves the lock satisfies pyproject's ranges.
+    local lock="$NACENTO_ROOT/requirements/dev.txt"
+    [[ -f "$lock" ]] || die "$lock is missing"
     local stamp="$VENV/.nacento-deps.sha256" want have=""
-    want="$(sha256sum "$NACENTO_ROOT/pyproject.toml" | cut -d' ' -f1)"
+    want="$(cat "$lock" "$NACENTO_ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
     [[ -f "$stamp" ]] && have="$(cat "$stamp")"
     if [[ "$want" != "$have" ]]; then
-        log "installing Python dependencies into .venv (pip install -e '.[test]')"
+        log "installing Python dependencies into .venv (pip install --require-hashes -r requirements/dev.txt)"
         mkdir -p "$RUN_DIR"
         local out="$RUN_DIR/pip.log"
-        if ! (cd "$NACENTO_ROOT" && "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-            -e '.[test]') >"$out" 2>&1; then
+        if ! (cd "$NACENTO_ROOT" &&
+            "$VENV/bin/python" -m pip install -q --disable-pip-version-check --require-hashes -r "$lock" &&
+            "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e . &&
+            "$VENV/bin/python" -m pip check) >"$out" 2>&1; then
             tail -n 40 "$out" >&2
-            die "pip install -e '.[test]' failed (full log: $out)"
+            die "installing the locked dependencies failed (full log: $out)"
         fi
         printf '%s\n' "$want" >"$stamp"
     fi
@@ -198,7 +205,7 @@ _mariadb_start() {
         --pid-file="$MARIADB_DIR/mariadbd.pid" --log-error="$MARIADB_LOG" \
         --skip-name-resolve --skip-log-bin --innodb-flush-log-at-trx-commit=2 \
         --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
-        --max-connections=500 \
+        --max-connections=500 --userstat=1 \
         </dev/null >>"$MARIADB_LOG" 2>&1 9>&- &
     pid=$!
     printf '%s\n' "$pid" >"$MARIADB_PIDFILE"

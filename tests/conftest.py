@@ -18,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from magento_schema import MagentoStore, SchemaFilesMissing, create_magento_store  # noqa: E402
+from magento_schema import MagentoStore, SchemaFilesMissing, create_magento_store
 
 _HOW = "run the tests with ./scripts/test (or `scripts/services start && . .run/env`)"
 

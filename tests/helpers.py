@@ -97,8 +97,15 @@ def install_meta(store) -> None:
 
 
 def enable_table_statistics(store) -> None:
-    """Turn on MariaDB's per-table row counters (userstat): MariaDB 10.11 has no Innodb_rows_* any more."""
-    store.execute("SET GLOBAL userstat = 1")
+    """Check that MariaDB's per-table row counters (userstat) are on, for `rows_changed` (MariaDB 10.11 has
+    no Innodb_rows_* any more). The test server starts with them on (`--userstat=1`, scripts/lib.sh); a test
+    never switches them on itself: SET GLOBAL would change the server under every other run."""
+    (row,) = store.query("SELECT @@GLOBAL.userstat AS on_")
+    if not int(row["on_"]):
+        import pytest
+
+        pytest.fail("the MariaDB test server runs without table statistics: start it with --userstat=1 "
+                    "(scripts/lib.sh does; restart servers started before: scripts/services stop)", pytrace=False)
 
 
 def rows_changed(store) -> dict[str, int]:
@@ -126,7 +133,7 @@ class FlakyS3:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_HEAD(self):  # noqa: N802 (http.server's naming)
+            def do_HEAD(self):  # http.server's naming
                 outer.heads.append(self.path)
                 parts = self.path.split("?")[0].strip("/").split("/", 1)
                 status = 200

@@ -42,7 +42,7 @@ EE_CURRENT_VERSION = 1750000000
 ROLE_CODES: tuple[str, ...] = ("image", "small_image", "thumbnail", "swatch_image")
 LABEL_CODES: tuple[str, ...] = ("image_label", "small_image_label", "thumbnail_label")
 
-# (attribute_id, entity_type_id, code, backend_type, frontend_input, frontend_label, frontend_model)
+# Each row: attribute_id, entity_type_id, code, backend_type, frontend_input, frontend_label, frontend_model.
 # Ids are deliberately not those of a stock install (image 87, small_image 88, thumbnail 89,
 # media_gallery 90): 87 is the *category* image here, so code that hard-codes ids or forgets to
 # filter by entity type breaks.
@@ -411,24 +411,6 @@ class MagentoStore:
         for name in self.tables:
             counts[name] = int(self.query(f"SELECT COUNT(*) AS n FROM `{self.t(name)}`")[0]["n"])
         return counts
-
-    def innodb_row_counters(self) -> dict[str, int]:
-        """Server-wide row write counters: ``{"Innodb_rows_inserted": n, "Innodb_rows_updated": n,
-        "Innodb_rows_deleted": n}``; diff two readings to count the writes in between.
-
-        MariaDB 10.11 no longer has the ``Innodb_rows_*`` status variables, so they are taken from
-        ``Handler_write`` / ``Handler_update`` / ``Handler_delete`` when absent: rows written through the
-        SQL layer (an UPDATE that changes nothing counts 0; rows removed by an FK cascade are not counted;
-        they are server-wide, so other sessions' writes show up too).
-        """
-        rows = self.query("SHOW GLOBAL STATUS WHERE Variable_name LIKE 'Innodb\\_rows\\_%' "
-                          "OR Variable_name IN ('Handler_write', 'Handler_update', 'Handler_delete')")
-        status = {r["Variable_name"]: int(r["Value"]) for r in rows}
-        fallback = {"inserted": "Handler_write", "updated": "Handler_update", "deleted": "Handler_delete"}
-        return {
-            f"Innodb_rows_{op}": status.get(f"Innodb_rows_{op}", status.get(handler, 0))
-            for op, handler in fallback.items()
-        }
 
     def drop(self) -> None:
         """Drop the database and close the connection."""

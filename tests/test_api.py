@@ -86,7 +86,7 @@ def test_a_dry_run_of_one_record(store, bucket, config):
     assert store.table_counts()["catalog_product_entity_media_gallery"] == 0
 
 
-def test_nothing_found_in_the_bucket_is_an_access_problem(store, bucket, config):
+def test_nothing_found_in_the_bucket_is_an_access_problem(store, config):
     store.add_product("SKU-1")
     record = parse_record({"sku": "SKU-1", "images": [{"file_path": f"w/r/{i}.jpg"} for i in range(10)]}, "t", 1)
     result = sync(config, [record])
@@ -112,7 +112,7 @@ def test_an_unusable_report_file_is_refused_before_anything_is_synced(store, buc
     assert store.table_counts()["catalog_product_entity_media_gallery"] == 0
 
 
-def test_bulk_status_of_an_unknown_bulk(store, bucket, config):
+def test_bulk_status_of_an_unknown_bulk(config):
     with pytest.raises(UnknownBulk):
         bulk_status(config, "no-such-bulk")
 

@@ -31,7 +31,7 @@ def config_file(cfg, tmp_path):
     return write_config(tmp_path / "c.yaml", cfg)
 
 
-def test_submit_exit_codes_and_the_async_response(store, bucket, cfg, config_file, queue_cfg, tmp_path):
+def test_submit_exit_codes_and_the_async_response(store, bucket, cfg, config_file, tmp_path):
     store.add_product("S-1")
     bucket.put("/a/b/c.jpg")
     good = write_ndjson(tmp_path / "good.ndjson", [{"sku": "S-1", "images": [{"file_path": "a/b/c.jpg"}]},
@@ -86,13 +86,13 @@ def test_submit_with_the_broker_or_database_away_exits_3_and_writes_nothing(stor
     assert res.returncode == 2 and "queue.url" in res.stderr
 
 
-def test_submit_without_magento_bulk_tables_exits_2(store, cfg, config_file, tmp_path):
+def test_submit_without_magento_bulk_tables_exits_2(store, config_file, tmp_path):
     store.execute("DROP TABLE {magento_operation}")
     res = cli("--config", str(config_file), "submit", str(write_ndjson(tmp_path / "x.ndjson", [])))
     assert res.returncode == 2 and "mg_magento_operation" in res.stderr
 
 
-def test_status_exit_codes_json_keys_and_watch(store, bucket, cfg, config_file, queue_cfg, tmp_path):
+def test_status_exit_codes_json_keys_and_watch(store, bucket, config_file, tmp_path):
     store.add_product("S-1")
     bucket.put("/a/b/c.jpg")
     export = write_ndjson(tmp_path / "x.ndjson", [{"sku": "S-1", "images": [{"file_path": "a/b/c.jpg"}]}])
@@ -151,7 +151,7 @@ def test_worker_exit_codes_at_start(store, cfg, tmp_path, queue_cfg):
     assert res.returncode == 2 and "mg_magento_operation" in res.stderr
 
 
-def test_worker_max_messages_and_the_consumer_count_log(store, bucket, cfg, config_file, queue_cfg, tmp_path):
+def test_worker_max_messages_and_the_consumer_count_log(store, config_file, queue_cfg, tmp_path):
     for i in range(5):
         store.add_product(f"M-{i}")
     export = write_ndjson(tmp_path / "x.ndjson", [{"sku": f"M-{i}", "images": []} for i in range(5)])
@@ -163,7 +163,7 @@ def test_worker_max_messages_and_the_consumer_count_log(store, bucket, cfg, conf
     assert depth(queue_cfg["url"], queue_cfg["queue"]) == (3, 0)  # the others were given back
 
 
-def test_requeue_of_an_unknown_bulk_exits_5_and_config_example_loads(config_file, tmp_path):
+def test_requeue_of_an_unknown_bulk_exits_5_and_config_example_loads(config_file):
     assert cli("--config", str(config_file), "requeue", "no-such-bulk").returncode == 5
     example = yaml.safe_load((Path(__file__).parent.parent / "config.example.yaml").read_text())
     assert set(example["queue"]) == {"url", "exchange", "topic", "queue", "admin_user_id", "retry_delays"}

@@ -6,14 +6,12 @@ from __future__ import annotations
 import logging
 import re
 import signal
-import time
 
 from async_helpers import (
     PrivateBroker,
     ThreadWorker,
     async_config,
     bulk_products,
-    delete_queues,
     depth,
     fast_inserts,
     put_many,
@@ -53,42 +51,31 @@ def _messages_taken(log_text: str) -> int:
 
 
 def test_three_workers_share_a_2000_sku_bulk_without_duplicates(magento_factory, bucket, db_params, queue_cfg,
-                                                                  tmp_path, capsys):
-    """Scale-out; also measures SKUs/s with one worker and with three (printed)."""
-    n = 2000
-    figures = {}
-    queue_3 = {**queue_cfg, "topic": queue_cfg["topic"] + "-3w", "queue": queue_cfg["queue"] + "-3w"}
+                                                                  tmp_path):
+    """Scale-out: three workers on one queue finish a bulk with every operation done once. (How many messages
+    each takes depends on the machine: one may take them all. Throughput figures belong to bench/.)"""
+    n, workers = 2000, 3
+    store = magento_factory("ce")
+    install_meta(store)
+    export = _export(store, bucket, tmp_path, "SC", n, 1)
+    cfg = async_config(store, bucket, db_params, queue_cfg, batch_size=100, concurrency=32, etag_strategy="head")
+    res = run_submit(cfg, export)
+    assert res.accepted == n
+    config_file = write_config(tmp_path / "c.yaml", cfg)
+    logs = [tmp_path / f"w{i}.log" for i in range(workers)]
+    procs = [worker_process(config_file, "--idle-exit", "2", "--concurrency", "200", log_file=log) for log in logs]
     try:
-        for workers, qcfg in ((1, queue_cfg), (3, queue_3)):
-            store = magento_factory("ce")
-            install_meta(store)
-            export = _export(store, bucket, tmp_path, "SC", n, 1, upload=workers == 1)
-            cfg = async_config(store, bucket, db_params, qcfg, batch_size=100, concurrency=32, etag_strategy="head")
-            res = run_submit(cfg, export)
-            assert res.accepted == n
-            config_file = write_config(tmp_path / f"c{workers}.yaml", cfg)
-            logs = [tmp_path / f"w{workers}-{i}.log" for i in range(workers)]
-            started = time.monotonic()
-            procs = [worker_process(config_file, "--idle-exit", "2", "--concurrency", "200", log_file=log)
-                     for log in logs]
-            first = wait_for(lambda s=store, u=res.bulk_uuid: _complete(s, u) > 0 and time.monotonic(), 120,
-                             what="the first operation")
-            wait_for(lambda s=store, u=res.bulk_uuid: _complete(s, u) == n, 300, interval=0.2,
-                     what=f"{n} operations")
-            done = time.monotonic()
-            assert [p.wait(60) for p in procs] == [0] * workers
-            taken = [_messages_taken(log.read_text()) for log in logs]
-            assert sum(taken) >= n and all(t > 0 for t in taken), taken  # every worker took a share
-            assert status_counts(store, res.bulk_uuid) == {Status.COMPLETE: n}
-            assert len(whole_skus(store, "SC", 1)) == n
-            assert store.table_counts()["catalog_product_entity_media_gallery"] == n  # nothing inserted twice
-            figures[workers] = (n / (done - started), n / (done - first), taken)
+        wait_for(lambda: _complete(store, res.bulk_uuid) == n, 600, interval=0.2, what=f"{n} operations")
+        codes = [p.wait(120) for p in procs]
     finally:
-        delete_queues(queue_3)
-    with capsys.disabled():
-        for workers, (total, steady, taken) in figures.items():
-            print(f"\n[scale-out] {n} SKUs, {workers} worker(s): {total:.0f} SKUs/s from launch, "
-                  f"{steady:.0f} SKUs/s after the first commit; messages per worker {taken}")
+        for p in procs:
+            p.kill()
+    assert codes == [0] * workers, [log.read_text()[-2000:] for log in logs]
+    taken = [_messages_taken(log.read_text()) for log in logs]
+    assert sum(taken) >= n, taken  # redeliveries aside, each message was taken once
+    assert status_counts(store, res.bulk_uuid) == {Status.COMPLETE: n}
+    assert len(whole_skus(store, "SC", 1)) == n
+    assert store.table_counts()["catalog_product_entity_media_gallery"] == n  # nothing inserted twice
 
 
 def test_kill_9_mid_batch_redelivers_and_the_end_state_is_exact(store, bucket, db_params, queue_cfg, tmp_path):

@@ -6,16 +6,28 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+
+import pymysql
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_bench_runs_at_a_tiny_size(tmp_path):
-    res = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--skus", "60", "--images", "3", "--baseline-skus", "5",
-         "--rss-lines", "300", "--database", "nacento_bench_ci", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=600, env=os.environ.copy())
+def test_bench_runs_at_a_tiny_size(tmp_path, db_params):
+    database = f"nst_bench_{uuid.uuid4().hex[:12]}"  # its own, as every test's: concurrent runs never share one
+    try:
+        res = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "run.py"), "--skus", "60", "--images", "3", "--baseline-skus", "5",
+             "--rss-lines", "300", "--database", database, "--out", str(tmp_path)],
+            capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    finally:
+        conn = pymysql.connect(**db_params, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
+        finally:
+            conn.close()
     assert res.returncode == 0, res.stderr[-3000:]
     s = json.loads((tmp_path / "results.json").read_text())
     by = {r["scenario"]: r for r in s["scenarios"]}

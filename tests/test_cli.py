@@ -116,7 +116,7 @@ def test_config_errors_name_the_key_and_env_overrides(store, bucket, db_params, 
     assert res.returncode == 2 and "sync.batch_size" in res.stderr
 
 
-def test_access_problems_exit_3_and_never_print_secrets(store, bucket, db_params, tmp_path, config_file):
+def test_access_problems_exit_3_and_never_print_secrets(store, bucket, db_params, tmp_path):
     export = write_ndjson(tmp_path / "x.ndjson", [{"sku": "SKU-1", "images": [{"file_path": "a/b/c.jpg"}]}])
     cfg = config_dict(store, bucket, db_params)
     cfg["database"]["port"] = 1  # nothing listens there
@@ -133,7 +133,7 @@ def test_access_problems_exit_3_and_never_print_secrets(store, bucket, db_params
     assert "s3-secret-value" not in res.stdout + res.stderr
 
 
-def test_nothing_found_in_the_bucket_exits_3(store, bucket, config_file, tmp_path):
+def test_nothing_found_in_the_bucket_exits_3(store, config_file, tmp_path):
     items = []
     for i in range(4):
         store.add_product(f"SKU-{i}")
@@ -162,12 +162,15 @@ def test_schema_install_status_uninstall(magento_factory, bucket, db_params, tmp
     assert cli("--config", str(path), "schema", "status").returncode == 1
 
 
-def _big_export(store, bucket, tmp_path, n=120, images=3):
+def _big_export(store, bucket, tmp_path, n=120, images=3, gate_from=None):
+    """`n` products of `images` images each; from SKU number `gate_from` on, the images are labelled
+    "gate" (see `_gated_sync`)."""
     items = []
     for i in range(n):
         store.add_product(f"BIG-{i:04d}")
         paths = [f"/b/g/big-{i}-{j}.jpg" for j in range(images)]
-        items.append({"sku": f"BIG-{i:04d}", "images": [{"file_path": p, "roles": ["base"] if j == 0 else []}
+        label = {"label": "gate"} if gate_from is not None and i >= gate_from else {}
+        items.append({"sku": f"BIG-{i:04d}", "images": [{"file_path": p, "roles": ["base"] if j == 0 else [], **label}
                                                        for j, p in enumerate(paths)]})
     for item in items:
         for img in item["images"]:
@@ -203,25 +206,51 @@ def test_two_concurrent_syncs_never_duplicate(store, bucket, config_file, tmp_pa
     assert _assert_whole_skus(store, 80, 3) == 80
 
 
-def _start_slow_sync(store, config_file, export, rows: int) -> subprocess.Popen:
-    """Start a sync in small batches and return once it has inserted `rows` gallery rows."""
+class _Gate:
+    """Holds back every value-row insert labelled "gate" (a trigger waits for a named lock this test holds)
+    until `open()`, so a run is caught mid-way whatever the machine's speed."""
+
+    def __init__(self, store) -> None:
+        self.store, self.name = store, f"{store.database}.gate"
+        assert store.query("SELECT GET_LOCK(%s, 0) AS got", (self.name,))[0]["got"] == 1
+        store.execute(
+            "CREATE TRIGGER nacento_test_gate BEFORE INSERT ON {catalog_product_entity_media_gallery_value} "
+            f"FOR EACH ROW BEGIN IF NEW.label = 'gate' THEN DO GET_LOCK('{self.name}', 600); "
+            f"DO RELEASE_LOCK('{self.name}'); END IF; END")
+
+    def waiting(self) -> int:
+        """Sessions of the tool held at the gate."""
+        return self.store.query("SELECT COUNT(*) AS n FROM information_schema.processlist WHERE db = %s "
+                                "AND state = 'User lock'", (self.store.database,))[0]["n"]
+
+    def open(self) -> None:
+        self.store.query("SELECT RELEASE_LOCK(%s)", (self.name,))
+        self.store.execute("DROP TRIGGER IF EXISTS nacento_test_gate")
+
+
+def _gated_sync(store, config_file, export, gate: _Gate, rows: int) -> subprocess.Popen:
+    """Start a sync in small batches and return once it has committed `rows` gallery rows and is held at the gate
+    (the run's real progress, not a guess at its speed)."""
     proc = subprocess.Popen([sys.executable, "-m", "nacento_sync", "--config", str(config_file), "sync", str(export),
                              "--batch-size", "3", "--concurrency", "2", "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if store.query("SELECT COUNT(*) AS n FROM {catalog_product_entity_media_gallery}")[0]["n"] >= rows:
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        committed = store.query("SELECT COUNT(*) AS n FROM {catalog_product_entity_media_gallery}")[0]["n"]
+        if committed >= rows and gate.waiting():
             return proc
         time.sleep(0.05)
     proc.kill()
-    raise AssertionError("the sync did not get going")
+    raise AssertionError(f"the sync did not reach the gate: {proc.communicate()[1][-2000:]}")
 
 
 def test_kill_mid_run_leaves_whole_skus_and_rerun_converges(store, bucket, config_file, tmp_path):
-    export = _big_export(store, bucket, tmp_path, n=150)
-    proc = _start_slow_sync(store, config_file, export, rows=30)
+    export = _big_export(store, bucket, tmp_path, n=150, gate_from=30)
+    gate = _Gate(store)
+    proc = _gated_sync(store, config_file, export, gate, rows=30)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    gate.open()  # the killed run's held transaction goes on to find its client gone: it never commits
     partial = _assert_whole_skus(store, 150, 3)
     assert 0 < partial < 150
     res = cli("--config", str(config_file), "sync", str(export), "--json")
@@ -231,14 +260,21 @@ def test_kill_mid_run_leaves_whole_skus_and_rerun_converges(store, bucket, confi
 
 
 def test_sigint_finishes_the_batch_and_exits_130(store, bucket, config_file, tmp_path):
-    export = _big_export(store, bucket, tmp_path, n=150)
-    proc = _start_slow_sync(store, config_file, export, rows=15)
+    export = _big_export(store, bucket, tmp_path, n=150, gate_from=30)
+    gate = _Gate(store)
+    proc = _gated_sync(store, config_file, export, gate, rows=30)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    first = ""
+    while "stopping after the current batch" not in first:  # the signal was taken while batches were held
+        line = proc.stderr.readline()
+        assert line, first
+        first += line
+    gate.open()  # the batches in flight finish; no new one starts
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, first + err
     report = json.loads(out)
     done = _assert_whole_skus(store, 150, 3)
-    assert report["stats"]["inserted"] == done * 3 and done < 150
+    assert report["stats"]["inserted"] == done * 3 and 10 <= done < 150
 
 
 def test_lost_database_connection_stops_the_run_with_exit_3(store, bucket, config_file, tmp_path):

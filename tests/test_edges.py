@@ -88,7 +88,7 @@ def silent() -> Iterator[SilentServer]:
     server.close()
 
 
-def run_all(commands: dict[str, tuple[Path, list[str]]], cwd: Path | None = None) -> dict[str, tuple[Any, float]]:
+def run_all(commands: dict[str, tuple[Path, list[str]]]) -> dict[str, tuple[Any, float]]:
     """Run CLI commands concurrently (they mostly wait); name -> (completed process, seconds)."""
 
     def one(config: Path, args: list[str]):
@@ -129,7 +129,7 @@ def test_the_default_timeouts_bound_every_start_up_check_under_a_minute():
 
 
 def test_a_silent_database_fails_every_command_that_needs_it_within_its_connect_timeout(
-        silent, bucket, queue_cfg, db_params, tmp_path):
+        silent, bucket, queue_cfg, tmp_path):
     cfg = {"database": {"host": "127.0.0.1", "port": silent.port, "user": "magento", "password": SECRET,
                         "name": "magento", "connect_timeout": 1},
            "storage": {"bucket": bucket.name, "endpoint": bucket.endpoint, "access_key": "test",

@@ -112,7 +112,7 @@ def test_report_json_keeps_the_exact_value_whatever_it_is(value):
 
 def test_report_survives_a_failing_serialiser(monkeypatch, tmp_path):
     """Fault injection: the readable JSON encoder fails; the ASCII one writes the same values."""
-    def broken(data):
+    def broken(_data):
         raise ValueError("injected")
 
     monkeypatch.setattr(report, "_dump", broken)
@@ -165,7 +165,7 @@ def test_report_path_problems_are_found_and_leave_nothing_behind(tmp_path, monke
     assert report.report_path_problem(tmp_path / "ok.json") is None
     assert sorted(os.listdir(tmp_path)) == before
 
-    def read_only(path, flags, mode=0o777):  # what a read-only directory answers a non-root user
+    def read_only(path, _flags, _mode=0o777):  # what a read-only directory answers a non-root user
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
     monkeypatch.setattr(report.os, "open", read_only)
@@ -231,7 +231,8 @@ def test_status_help_lists_every_exit_code_of_readme():
 # ---------------------------------------------------------------- real syncs with hostile data
 
 
-def test_hostile_values_from_a_real_sync_print_as_plain_text(store, bucket, config_file, tmp_path, wide):
+@pytest.mark.usefixtures("wide")
+def test_hostile_values_from_a_real_sync_print_as_plain_text(store, bucket, config_file, tmp_path):
     skus = [f"SKU{v}" for v in MARKUP]
     for sku in skus:
         store.add_product(sku)
@@ -258,7 +259,8 @@ def test_hostile_values_from_a_real_sync_print_as_plain_text(store, bucket, conf
     assert {r["sku"] for r in doc["results"]} == {*skus, "GONE[/bold]"}
 
 
-def test_the_sku_summary_is_titled_sku(store, bucket, config_file, wide):
+@pytest.mark.usefixtures("wide")
+def test_the_sku_summary_is_titled_sku(store, bucket, config_file):
     store.add_product("SKU[/]")
     bucket.put("/a/b/c.jpg")
     res = invoke("--config", str(config_file), "sku", "SKU[/]", "--image", "a/b/c.jpg")
@@ -266,7 +268,8 @@ def test_the_sku_summary_is_titled_sku(store, bucket, config_file, wide):
     assert "nacento-sync sku — mode merge" in res.stdout and "nacento-sync sync" not in res.stdout
 
 
-def test_hostile_config_values_in_errors(store, bucket, db_params, tmp_path, wide):
+@pytest.mark.usefixtures("wide")
+def test_hostile_config_values_in_errors(store, bucket, db_params, tmp_path):
     for value in HOSTILE:
         path = str(tmp_path / f"c{value}" / "absent.yaml")
         res = invoke("--config", path, "schema", "status")
@@ -290,7 +293,8 @@ def test_hostile_config_values_in_errors(store, bucket, db_params, tmp_path, wid
     assert_plain(res.stderr, "no-such-bucket[/]")
 
 
-def test_status_of_hostile_bulks(store, config_file, wide):
+@pytest.mark.usefixtures("wide")
+def test_status_of_hostile_bulks(store, config_file):
     for value in HOSTILE:
         res = invoke("--config", str(config_file), "status", f"b{value}")
         assert res.exit_code == 5 and not res.stdout
@@ -324,7 +328,7 @@ def _synced(store, bucket, tmp_path, n=3):
 def test_a_rendering_crash_keeps_the_report_and_the_exit_code(store, bucket, config_file, tmp_path, monkeypatch):
     export = _synced(store, bucket, tmp_path)
 
-    def broken(*args, **kwargs):
+    def broken(*_args, **_kwargs):
         raise RuntimeError("injected [/] \x1b[31m")
 
     monkeypatch.setattr(cli, "render", broken)
@@ -342,17 +346,17 @@ def test_a_failing_report_file_keeps_the_partial_and_stdout(store, bucket, confi
     export = _synced(store, bucket, tmp_path)
     target = tmp_path / "r.json"
     if stage == "rename":
-        def no_space(src, dst):
+        def no_space(_src, _dst):
             raise OSError(errno.ENOSPC, "No space left on device")
 
         monkeypatch.setattr(report.os, "replace", no_space)
     elif stage == "open":  # FILE.tmp became a directory after the up-front checks (the CLI's, the library's)
-        monkeypatch.setattr(api, "report_path_problem", lambda path: (tmp_path / "r.json.tmp").mkdir())
+        monkeypatch.setattr(api, "report_path_problem", lambda _path: (tmp_path / "r.json.tmp").mkdir())
     else:  # the disk fills up while the final document is written
         real_open = open
 
         class Full(io.StringIO):
-            def write(self, data):
+            def write(self, _data):
                 raise OSError(errno.ENOSPC, "No space left on device")
 
         def opener(path, *args, **kwargs):
@@ -368,7 +372,8 @@ def test_a_failing_report_file_keeps_the_partial_and_stdout(store, bucket, confi
     assert not target.exists() and (stage == "open" or not (tmp_path / "r.json.tmp").exists())
 
 
-def test_values_utf8_cannot_encode_never_break_the_report(store, bucket, config_file, tmp_path, wide):
+@pytest.mark.usefixtures("wide")
+def test_values_utf8_cannot_encode_never_break_the_report(store, bucket, config_file, tmp_path):
     """A file name and a request id that are not UTF-8 (argv decoded with surrogateescape)."""
     export = _synced(store, bucket, tmp_path, n=2)
     odd = tmp_path / "bad\udcff.ndjson"

@@ -442,7 +442,7 @@ def test_any_missing_object_holds_every_deletion_and_role_reset(case):
         missing = [TYPO, "/m/i/ssing.jpg"]
     images += [img(path, 4 + i) for i, path in enumerate(missing)]
     it = item(*images)
-    etags = _etags(*missing) | {path: None for path in missing}
+    etags = _etags(*missing) | dict.fromkeys(missing)
     unheld = plan_product(it, state, {k: v or "e1" for k, v in etags.items()}, mode="replace")
     assert _destructive(unheld.ops)  # the plan would destroy something were the objects there
     p = plan_product(it, state, etags, mode="replace")

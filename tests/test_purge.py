@@ -166,7 +166,7 @@ def test_a_failed_purge_is_a_warning_and_keeps_the_sync(store, bucket, db_params
     _cached(bucket, "/a/b/a.jpg")
     bucket.put("/a/b/a.jpg", b"new bytes")
 
-    async def denied(self, keys):
+    async def denied(_self, _keys):
         raise PermissionError("AccessDenied on DeleteObjects")
 
     monkeypatch.setattr(Storage, "delete_keys", denied)

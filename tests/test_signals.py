@@ -45,7 +45,7 @@ def test_signals_append_to_the_callers_list():
     mine: list[signal.Signals] = []
 
     async def main() -> list[signal.Signals]:
-        returned = signals.install(lambda sig: None, mine)
+        returned = signals.install(lambda _sig: None, mine)
         signal.raise_signal(signal.SIGINT)
         await asyncio.sleep(0.01)
         return returned

@@ -488,7 +488,7 @@ def snapshot(store, p, store_ids) -> Snapshot:
     rows: dict[tuple[int, int], tuple] = {}
     for r in store.value_rows(p.link_id):
         rows.setdefault((r["value_id"], r["store_id"]), (r["label"], r["position"], bool(r["disabled"])))
-    varchar = {k: v for k, v in store.roles(p.link_id).items()}
+    varchar = dict(store.roles(p.link_id))
     return Snapshot(entries, rows, varchar, {sid: shown(store, p, sid) for sid in store_ids})
 
 

@@ -260,7 +260,7 @@ def test_replace_mode_deletes_resets_roles_and_is_seen_by_changelog(store, bucke
     assert len(store.value_rows(p.link_id)) == 1
 
 
-def test_replace_safety_nets(store, bucket, cfg, tmp_path):
+def test_replace_safety_nets(store, cfg, tmp_path):
     p = store.add_product("SKU-1")
     store.add_gallery_entry(p.link_id, "/a/a/a.jpg", position=1)
     empty = run(cfg, write_ndjson(tmp_path / "e.ndjson", [{"sku": "SKU-1", "images": []}]), mode="replace")
@@ -346,34 +346,40 @@ def test_a_failing_sku_does_not_fail_its_batch(store, bucket, cfg, tmp_path):
 @pytest.mark.parametrize("lock_mode", ["consecutive", "interleaved"])
 def test_mysql_paths_without_returning_give_the_same_result(store, bucket, cfg, tmp_path, monkeypatch, lock_mode):
     """Without MariaDB's INSERT … RETURNING (MySQL 8): ids computed from LAST_INSERT_ID() and the
-    increment (lock mode ≤ 1), or one insert per row (lock mode 2)."""
+    increment (lock mode ≤ 1), or one insert per row (lock mode 2).
+
+    Ids step by 3, as on Galera (the node count): every connection the tool opens sets
+    auto_increment_increment for its own session (init_command), which is what the tool reads and what its
+    inserts get; the server's global value, which every other test sees, is left alone."""
     import nacento_sync.magento as m
 
-    monkeypatch.setattr(m, "_mariadb_at_least", lambda version, wanted: False)
-    real_detect = m.detect_schema
+    monkeypatch.setattr(m, "_mariadb_at_least", lambda _version, _wanted: False)
+    real_connect, real_detect = m.connect, m.detect_schema
+
+    async def connect(cfg, **kw):
+        return await real_connect(cfg, init_command="SET SESSION auto_increment_increment = 3", **kw)
 
     async def detect(conn, prefix):
         schema = await real_detect(conn, prefix)
         assert schema.consecutive_ids  # MariaDB's default lock mode is 1
+        assert schema.autoinc_step == 3  # the session setting reached the tool
         schema.consecutive_ids = lock_mode == "consecutive"
         return schema
 
+    monkeypatch.setattr(m, "connect", connect)
     monkeypatch.setattr(m, "detect_schema", detect)
-    store.execute("SET GLOBAL auto_increment_increment = 3")  # as on Galera: ids step by the node count
-    try:
-        ps = [store.add_product(f"SKU-{i}") for i in range(3)]
-        for i in range(3):
-            bucket.put(f"/m/y/{i}.jpg")
-        out = run(cfg, write_ndjson(tmp_path / "x.ndjson", [
-            {"sku": f"SKU-{i}", "images": [{"file_path": f"m/y/{j}.jpg", "label": f"{i}-{j}"} for j in range(3)]}
-            for i in range(3)]))
-    finally:
-        store.execute("SET GLOBAL auto_increment_increment = 1")
+    ps = [store.add_product(f"SKU-{i}") for i in range(3)]
+    for i in range(3):
+        bucket.put(f"/m/y/{i}.jpg")
+    out = run(cfg, write_ndjson(tmp_path / "x.ndjson", [
+        {"sku": f"SKU-{i}", "images": [{"file_path": f"m/y/{j}.jpg", "label": f"{i}-{j}"} for j in range(3)]}
+        for i in range(3)]))
     assert out.report.stats.inserted == 9
     for i, p in enumerate(ps):
         g = store.gallery(p.link_id)
         assert [(x["value"], x["label"]) for x in g] == [(f"/m/y/{j}.jpg", f"{i}-{j}") for j in range(3)]
         assert all(meta(store, x["record_id"]) for x in g)
+        assert all(x["value_id"] % 3 == 1 and x["record_id"] % 3 == 1 for x in g)  # the ids did step by 3
 
 
 def test_surplus_store0_rows_are_removed_keeping_the_one_with_meta(store, bucket, cfg, tmp_path):
