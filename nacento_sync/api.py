@@ -123,7 +123,7 @@ def sync(
         started = time.monotonic()
         interrupted, counters = asyncio.run(run_sync(config, records, options, builder,
                                                      handle_signals=handle_signals,
-                                                     on_progress=on_progress or (lambda n: None)))
+                                                     on_progress=on_progress or (lambda _n: None)))
         # Batches are committed: nothing below may raise, and the report goes out before anything else.
         result = SyncResult(None, round(time.monotonic() - started, 3), counters.batches,
                             dict(counters.s3_requests), counters.statements, counters.cache_purged,

@@ -47,18 +47,18 @@ def fit_item(item: Item, narrow: Mapping[str, str]) -> Item | Rejection:
     def unstorable(field: str, label: str | None) -> str | None:
         return next((w for c in label_columns if (w := _why(field, label or "", narrow[c]))), None)
 
-    for i, image in enumerate(images):
+    for i, image in enumerate(item.images):
         if why := unstorable(f"images[{i}].label", image.label):
             warnings.append(f"unstorable_text: {why}")
-            image = images[i] = replace(image, label=None, label_given=False)
+            images[i] = replace(image, label=None, label_given=False)
         stores = []
-        for code, values in image.stores:
-            if why := unstorable(f'images[{i}].stores["{code}"].label', values.label):
+        for code, given in image.stores:
+            if why := unstorable(f'images[{i}].stores["{code}"].label', given.label):
                 warnings.append(f"unstorable_text: {why}")  # as if not sent: the view's stored label stays
-                values = replace(values, label=None, given=values.given - {"label"})
-            stores.append((code, values))
+                given = replace(given, label=None, given=given.given - {"label"})  # noqa: PLW2901
+            stores.append((code, given))
         if tuple(stores) != image.stores:
-            images[i] = replace(image, stores=tuple(stores))
+            images[i] = replace(images[i], stores=tuple(stores))
     if len(warnings) == len(item.warnings):
         return item
     return replace(item, images=tuple(images), warnings=tuple(warnings))

@@ -150,7 +150,7 @@ class Engine:
     options: Options
     #: None for callers that consume the returned outcomes themselves (the async worker).
     report: ReportBuilder | None = None
-    on_progress: Callable[[int], None] = lambda n: None
+    on_progress: Callable[[int], None] = lambda _n: None
     before_commit: BeforeCommit | None = None
     #: A second connection for product look-ups, so they overlap the previous batch's transaction.
     lookup_conn: magento.Connection | None = None
@@ -210,8 +210,8 @@ class Engine:
         batch: dict[str, Item] = {}
         early: dict[str, list[str]] = {}
         while chunk := await asyncio.to_thread(lambda: list(itertools.islice(it, self.options.batch_size))):
-            for rec in chunk:
-                rec = rec if isinstance(rec, Rejection) else fit_item(rec, self.schema.narrow)
+            for record in chunk:
+                rec = record if isinstance(record, Rejection) else fit_item(record, self.schema.narrow)
                 if isinstance(rec, Rejection):
                     if self.report:
                         self.report.reject(rec)
@@ -336,6 +336,7 @@ class Engine:
                     await self._rollback()
                     continue
                 raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _transaction_once(self, ready: list[tuple[Outcome, Product]], etags) -> None:
         if not ready:
@@ -412,7 +413,7 @@ async def run_sync(
     builder: ReportBuilder,
     *,
     handle_signals: bool = False,
-    on_progress: Callable[[int], None] = lambda n: None,
+    on_progress: Callable[[int], None] = lambda _n: None,
 ) -> tuple[signal.Signals | None, Counters]:
     """Sync every record of a feed. Returns the signal that stopped the run (if any) and the counters."""
     async with open_adapters(cfg) as (conn, schema, storage):

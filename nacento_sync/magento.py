@@ -174,14 +174,14 @@ async def connect(cfg: DatabaseConfig, **kw) -> aiomysql.Connection:
     The whole of it (TCP connect, the server's greeting, login) takes at most `database.connect_timeout`:
     aiomysql's own `connect_timeout` bounds the TCP connect only.
     """
-    args = dict(
-        user=cfg.user,
-        password=cfg.password.get_secret_value(),
-        db=cfg.name,
-        charset="utf8mb4",
-        autocommit=False,
-        connect_timeout=cfg.connect_timeout,
-    )
+    args: dict[str, Any] = {
+        "user": cfg.user,
+        "password": cfg.password.get_secret_value(),
+        "db": cfg.name,
+        "charset": "utf8mb4",
+        "autocommit": False,
+        "connect_timeout": cfg.connect_timeout,
+    }
     if cfg.unix_socket:
         args["unix_socket"] = cfg.unix_socket
     else:

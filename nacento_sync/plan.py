@@ -461,7 +461,7 @@ def _plan_view_rows(state: ProductState, present: dict[str, _Present], scope: _V
 
     written: set[str] = set()
     for path, p in present.items():
-        changes = plan_image_rows(path, scope.values.get(path, {}), p.after, p.before, p.store_rows, scope.ids,
+        changes = plan_image_rows(scope.values.get(path, {}), p.after, p.before, p.store_rows, scope.ids,
                                   mode, kept, next_position)
         for change in changes:
             shown = change.want.label if change.want and change.want.label is not None else p.after.label
@@ -602,7 +602,7 @@ def _plan_view_attributes(
     current = state.attributes
     after0 = {role: wanted.get((role, 0), current.get((role, 0))) for role in MANAGED_ROLES}
     mode = "replace" if manage_roles else "merge"
-    roles = plan_view_roles(item, current, after0, set(labels_after), removed, scope.ids, scope.roles, mode)
+    roles = plan_view_roles(item, current, set(labels_after), removed, scope.ids, scope.roles, mode)
     label_at: dict[tuple[str, int], str | None] = {}
     for e in state.entries:  # what each view shows for the images the item does not change
         path, row = stored_to_canonical(e.value), _first_row(e)

@@ -143,7 +143,7 @@ class Purger:
                 self._hashes = await self.storage.cache_folders()
             if any(s.deleted for *_, s in stale) and self._counts is None:
                 self._counts = PathCounts.of(await self.load_values())
-        except Exception as exc:  # noqa: BLE001 - a purge must never undo or stop the sync
+        except Exception as exc:  # a purge must never undo or stop the sync
             for warnings, *_, s in stale:
                 if s:
                     warnings.append(f"cache_purge_failed: {type(exc).__name__}: {exc}")
@@ -162,7 +162,7 @@ class Purger:
         for chunk in chunks(keys):
             try:
                 deleted, errors = await self.storage.delete_keys(chunk)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 warnings.append(f"cache_purge_failed: {len(chunk)} resized copies not deleted: "
                                 f"{type(exc).__name__}: {exc}")
                 continue

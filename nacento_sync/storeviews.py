@@ -106,7 +106,6 @@ def _pick(given: StoreValues | None, name: str, mode: str, current, deliberate: 
 
 
 def plan_image_rows(
-    path: str,
     feed: Mapping[int, StoreValues],
     after0: Shown,
     before0: Shown | None,
@@ -150,7 +149,6 @@ def plan_image_rows(
 def plan_view_roles(
     item: Item,
     attributes: Mapping[tuple[str, int], str | None],
-    after_roles0: Mapping[str, str | None],
     present: set[str],
     removed: set[str],
     views: Iterable[int],
@@ -160,7 +158,7 @@ def plan_view_roles(
 ) -> dict[tuple[str, int], ViewValue]:
     """Role values at every view after the run: (role, view) → path / NO_SELECTION, or _INHERIT (no row).
 
-    `after_roles0` is each role's store-0 value after the run; `present` the listed images that exist."""
+    `present` is the set of listed images that exist."""
     claims_any = any(img.roles for img in item.images) or any(store_roles.values())
     out: dict[tuple[str, int], ViewValue] = {}
     for view in views:

@@ -107,9 +107,8 @@ def plan_submission(records: Iterable[Item | Rejection], raw: dict[int, Any], mo
     answers: dict[int, RequestItem] = {}
     valid: dict[str, _Valid] = {}
     keys = {col: cs for col, cs in (narrow or {}).items() if col in (charset.SKU, charset.PATH)}
-    for rec in records:
-        if isinstance(rec, Item) and keys:
-            rec = charset.fit_item(rec, keys)
+    for record in records:
+        rec = charset.fit_item(record, keys) if isinstance(record, Item) and keys else record
         if isinstance(rec, Rejection):
             answers[rec.ordinal] = RequestItem(rec.ordinal, data_hash(rec.sku), "rejected",
                                                f"{rec.source}: {rec.error}")

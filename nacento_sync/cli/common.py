@@ -38,7 +38,7 @@ class _PlainHelpMixin:
         params = super().get_params(ctx)
         for param in params:
             if getattr(param, "is_flag", False) or (isinstance(param, typer.core.TyperArgument) and param.metavar):
-                param.display_type_rich = lambda ctx: None  # typer >= 0.16 labels every parameter's type
+                param.display_type_rich = lambda _ctx: None  # typer >= 0.16 labels every parameter's type
         return params
 
     def collect_usage_pieces(self, ctx) -> list[str]:
@@ -120,8 +120,8 @@ def _version(value: bool) -> None:
 def _main(
     ctx: typer.Context,
     config: ConfigOpt = None,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,  # noqa: ARG001
+                                          help="Print the version and exit.")] = False,  # (handled by _version)
 ) -> None:
     ctx.obj = {"config": str(config) if config else None}
     logging.basicConfig(level=logging.INFO, handlers=[log_handler(err)])
