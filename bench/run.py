@@ -42,7 +42,7 @@ from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "scripts"))  # magento_schema: the store builder (never tests/)
 sys.path.insert(0, str(ROOT / "bench"))
 
 from baseline import run_baseline  # noqa: E402

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# scripts/magento_schema.py builds Magento's tables from its own DDL: shared by the tests, the bench and the demo.
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 from magento_schema import MagentoStore, SchemaFilesMissing, create_magento_store
 
@@ -55,7 +57,7 @@ def _database_name(tag: str) -> str:
 def magento_factory(db_params: dict[str, Any]) -> Iterator[Callable[..., MagentoStore]]:
     """`make(variant="ce", prefix="")` -> a fresh MagentoStore in its own database, dropped afterwards.
 
-    Its tables come from Magento's own DDL (tests/magento_schema.py); without those files the test fails,
+    Its tables come from Magento's own DDL (scripts/magento_schema.py); without those files the test fails,
     it never skips."""
     stores: list[MagentoStore] = []
 
