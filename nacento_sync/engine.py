@@ -28,10 +28,11 @@ from nacento_sync.config import Config
 from nacento_sync.etags import EtagFinder, Strategy
 from nacento_sync.magento import NOT_FOUND, Product, Schema, Writer
 from nacento_sync.models import Item, Rejection, sku_key
-from nacento_sync.plan import ImageStats, Mode, ProductPlan, ProductState, plan_product
+from nacento_sync.plan import Mode, ProductPlan, ProductState, plan_product
 from nacento_sync.purge import Purger
 from nacento_sync.report import ReportBuilder
-from nacento_sync.storage import Storage, StorageFailure
+from nacento_sync.results import Outcome, StorageFailure
+from nacento_sync.storage import Storage
 
 log = logging.getLogger("nacento_sync")
 
@@ -78,25 +79,6 @@ class Counters:
     stale_images: int = 0
     #: Why the run stopped early (the database went away), if it did.
     fatal: str | None = None
-
-
-@dataclass
-class Outcome:
-    """What happened to one item: what the report shows, and what the async worker records."""
-
-    item: Item
-    product_id: int | None = None
-    stats: ImageStats | None = None
-    #: Why the SKU was not written (typed: the worker decides by its code), or None.
-    failure: Failure | None = None
-    warnings: list[str] = field(default_factory=list)
-    #: The plan writes something (in a dry run: would write): the product goes in `changed_product_ids`.
-    changed: bool = False
-
-    @property
-    def error(self) -> str | None:
-        """The report's per-SKU `error`: the failure's code."""
-        return None if self.failure is None else self.failure.code.reported.value
 
 
 #: Called inside a batch's transaction, after its writes and before COMMIT, with the outcomes of the

@@ -16,9 +16,12 @@ import math
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from nacento_sync.storage import EtagResult, Storage, StorageFailure
+from nacento_sync.results import EtagResult, StorageFailure
+
+if TYPE_CHECKING:  # the adapter: only EtagFinder uses it, and the cost function never
+    from nacento_sync.storage import Storage
 
 Strategy = Literal["auto", "head", "list"]
 #: What one LIST request costs, in HEAD requests.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import aioboto3
@@ -19,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from nacento_sync.config import StorageConfig, mask
 from nacento_sync.errors import AccessError
 from nacento_sync.paths import object_key
+from nacento_sync.results import EtagResult, StorageFailure
 
 
 class StorageAccessError(AccessError):
@@ -53,17 +53,6 @@ def request_bound(connect_timeout: float, read_timeout: float, attempts: int = A
 def startup_bound(cfg: StorageConfig) -> float:
     """How long `check_access` may take at most (also enforced, in case DNS or the credential chain hangs)."""
     return request_bound(cfg.connect_timeout, cfg.read_timeout)
-
-
-@dataclass(frozen=True)
-class StorageFailure:
-    """A look-up that failed for another reason than a missing object."""
-
-    key: str
-    reason: str
-
-
-EtagResult = str | None | StorageFailure
 
 
 def _code(err: ClientError) -> str:

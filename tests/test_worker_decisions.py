@@ -25,9 +25,9 @@ from nacento_sync.asyncmode.decisions import (
 )
 from nacento_sync.asyncmode.recorder import error_code
 from nacento_sync.codes import WARNINGS, Code, Failure
-from nacento_sync.engine import Outcome
 from nacento_sync.models import Item
 from nacento_sync.plan import ImageStats
+from nacento_sync.results import Outcome
 
 UUID = "6f0f7d5e-8a57-4b39-9d36-2f7c1c7e0b11"
 DELAYS = (10, 60, 600)

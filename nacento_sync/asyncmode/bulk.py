@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from nacento_sync.asyncmode.decisions import BLOB_BYTES, MESSAGE_CHARS, fit_message, fit_result  # noqa: F401
 from nacento_sync.magento import SchemaError
 from nacento_sync.models import sku_key
 
@@ -23,9 +24,6 @@ BULK_TABLE = "magento_bulk"
 OPERATION_TABLE = "magento_operation"
 #: `magento_bulk.user_type` of an admin user (UserContextInterface::USER_TYPE_ADMIN).
 USER_TYPE_ADMIN = 2
-#: `magento_operation.serialized_data` / `result_serialized_data` are BLOBs, `result_message` VARCHAR(255).
-BLOB_BYTES = 65_535
-MESSAGE_CHARS = 255
 #: Rows per multi-row statement.
 CHUNK = 500
 
@@ -64,33 +62,6 @@ def new_uuid() -> str:
     return str(uuid.uuid4())
 
 
-def fit_message(text: str) -> str:
-    """`result_message` holds 255 characters."""
-    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 1] + "…"
-
-
-def fit_result(result: dict[str, Any]) -> str:
-    """The result as JSON within the BLOB's 65,535 bytes: warnings are dropped from the end, and
-    `"truncated": true` is added, when it does not fit."""
-    text = _dump(result)
-    if len(text.encode()) <= BLOB_BYTES:
-        return text
-    stats = dict(result.get("image_stats") or {})
-    warnings = list(stats.get("warnings") or [])
-    lo, hi = 0, len(warnings)  # the largest number of warnings that fits
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        trial = _dump({**result, "image_stats": {**stats, "warnings": warnings[:mid]}, "truncated": True})
-        lo, hi = (mid, hi) if len(trial.encode()) <= BLOB_BYTES else (lo, mid - 1)
-    text = _dump({**result, "image_stats": {**stats, "warnings": warnings[:lo]}, "truncated": True})
-    if len(text.encode()) > BLOB_BYTES:  # not the warnings: keep the essentials only
-        text = _dump({"sku": str(result.get("sku"))[:64], "product_id": result.get("product_id"),
-                      "error": result.get("error"), "truncated": True})
-    return text
-
-
-def _dump(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
 def _ph(n: int) -> str:

@@ -10,17 +10,52 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from nacento_sync.asyncmode.bulk import fit_result
-from nacento_sync.asyncmode.queue import ATTEMPT_HEADER
 from nacento_sync.codes import Code, Failure
-from nacento_sync.engine import Outcome
 from nacento_sync.feed import parse_record
 from nacento_sync.models import Item, Rejection
 from nacento_sync.plan import ImageStats
+from nacento_sync.results import Outcome
 
 MODES = ("merge", "replace")
 #: `magento_bulk.uuid` is VARCHAR(39).
 UUID_BYTES = 39
+
+#: `magento_operation.serialized_data` / `result_serialized_data` are BLOBs, `result_message` VARCHAR(255).
+BLOB_BYTES = 65_535
+MESSAGE_CHARS = 255
+#: Headers of the worker's retry and parking copies: retries so far, and the last failure.
+ATTEMPT_HEADER = "x-nacento-attempt"
+ERROR_HEADER = "x-nacento-error"
+
+
+def fit_message(text: str) -> str:
+    """`result_message` holds 255 characters."""
+    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 1] + "…"
+
+
+def fit_result(result: dict[str, Any]) -> str:
+    """The result as JSON within the BLOB's 65,535 bytes: warnings are dropped from the end, and
+    `"truncated": true` is added, when it does not fit."""
+    text = _dump(result)
+    if len(text.encode()) <= BLOB_BYTES:
+        return text
+    stats = dict(result.get("image_stats") or {})
+    warnings = list(stats.get("warnings") or [])
+    lo, hi = 0, len(warnings)  # the largest number of warnings that fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        trial = _dump({**result, "image_stats": {**stats, "warnings": warnings[:mid]}, "truncated": True})
+        lo, hi = (mid, hi) if len(trial.encode()) <= BLOB_BYTES else (lo, mid - 1)
+    text = _dump({**result, "image_stats": {**stats, "warnings": warnings[:lo]}, "truncated": True})
+    if len(text.encode()) > BLOB_BYTES:  # not the warnings: keep the essentials only
+        text = _dump({"sku": str(result.get("sku"))[:64], "product_id": result.get("product_id"),
+                      "error": result.get("error"), "truncated": True})
+    return text
+
+
+def _dump(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
 
 
 # ---------------------------------------------------------------- envelopes

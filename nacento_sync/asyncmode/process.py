@@ -31,10 +31,11 @@ from nacento_sync.asyncmode.recorder import Decided, Recorder
 from nacento_sync.asyncmode.session import BrokerSession
 from nacento_sync.codes import Code, Failure
 from nacento_sync.config import Config
-from nacento_sync.engine import Engine, Options, Outcome
+from nacento_sync.engine import Engine, Options
 from nacento_sync.etags import EtagFinder
 from nacento_sync.magento import Schema
 from nacento_sync.models import sku_key
+from nacento_sync.results import Outcome
 from nacento_sync.storage import Storage
 
 log = logging.getLogger("nacento_sync")

@@ -23,14 +23,13 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
 from pydantic import SecretStr
 
+from nacento_sync.asyncmode.decisions import ATTEMPT_HEADER, ERROR_HEADER  # noqa: F401  (re-exported)
 from nacento_sync.config import QueueConfig, redact_url, scrub
 from nacento_sync.errors import AccessError
 
 log = logging.getLogger("nacento_sync")
 
 #: Headers of retried and parked messages.
-ATTEMPT_HEADER = "x-nacento-attempt"
-ERROR_HEADER = "x-nacento-error"
 #: Publishes awaiting their confirm at once.
 IN_FLIGHT = 500
 #: Seconds to connect to RabbitMQ, the AMQP handshake and login included: a broker that accepts the

@@ -38,7 +38,7 @@ class _PlainHelpMixin:
         params = super().get_params(ctx)
         for param in params:
             if getattr(param, "is_flag", False) or (isinstance(param, typer.core.TyperArgument) and param.metavar):
-                param.display_type_rich = lambda _ctx: None  # typer >= 0.16 labels every parameter's type
+                param.display_type_rich = lambda ctx: None  # noqa: ARG005  (typer passes ctx= by keyword)
         return params
 
     def collect_usage_pieces(self, ctx) -> list[str]:

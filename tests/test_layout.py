@@ -1,0 +1,32 @@
+"""The package layout is the architecture: the pure core imports no adapter, the CLI's help none either."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+ADAPTER_LIBRARIES = ("aiomysql", "pymysql", "aioboto3", "aiobotocore", "botocore", "aio_pika", "aiormq")
+CORE = ("nacento_sync.models", "nacento_sync.paths", "nacento_sync.plan", "nacento_sync.storeviews",
+        "nacento_sync.charset", "nacento_sync.purge", "nacento_sync.codes", "nacento_sync.results",
+        "nacento_sync.etags", "nacento_sync.asyncmode.decisions")
+
+
+def _imported_after(code: str) -> set[str]:
+    probe = f"import sys\n{code}\nprint('\\n'.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split())
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_the_pure_core_imports_no_adapter_library(module):
+    assert _imported_after(f"import {module}") & set(ADAPTER_LIBRARIES) == set()
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["sync", "--help"], ["status", "--help"], ["--version"]])
+def test_help_imports_no_storage_or_broker_library(argv):
+    code = (f"import sys; sys.argv = ['nacento-sync', *{argv!r}]\nfrom nacento_sync.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass")
+    assert _imported_after(code) & {"aioboto3", "aiobotocore", "botocore", "aio_pika", "aiormq"} == set()
