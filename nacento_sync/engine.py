@@ -8,13 +8,9 @@ is retried SKU by SKU so one bad SKU cannot fail the others.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
-import hashlib
-import itertools
 import logging
 import signal
-from array import array
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -28,6 +24,7 @@ from nacento_sync.config import Config
 from nacento_sync.etags import EtagFinder, Strategy
 from nacento_sync.magento import NOT_FOUND, Product, Schema, Writer
 from nacento_sync.models import Item, Rejection, sku_key
+from nacento_sync.pipeline import Pipeline
 from nacento_sync.plan import Mode, ProductPlan, ProductState, plan_product
 from nacento_sync.purge import Purger
 from nacento_sync.report import ReportBuilder
@@ -86,35 +83,6 @@ class Counters:
 BeforeCommit = Callable[[Any, list[Outcome]], Awaitable[None]]
 
 
-class SeenSet:
-    """Membership of strings in 8 bytes each: 64-bit hashes kept in a sorted array plus a small set.
-
-    A set of a million SKUs would cost ~100 MB; this costs ~8 MB (a collision, ~1e-7 for a million
-    keys, would only add a spurious duplicate_sku warning)."""
-
-    def __init__(self, buffer: int = 65_536) -> None:
-        self._sorted = array("q")
-        self._recent: set[int] = set()
-        self._buffer = buffer
-
-    @staticmethod
-    def _hash(key: str) -> int:
-        return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
-
-    def add(self, key: str) -> None:
-        self._recent.add(self._hash(key))
-        if len(self._recent) >= self._buffer:
-            self._sorted = array("q", sorted(itertools.chain(self._sorted, self._recent)))
-            self._recent.clear()
-
-    def __contains__(self, key: str) -> bool:
-        h = self._hash(key)
-        if h in self._recent:
-            return True
-        i = bisect.bisect_left(self._sorted, h)
-        return i < len(self._sorted) and self._sorted[i] == h
-
-
 @dataclass
 class _Batch:
     """A looked-up batch waiting for its transaction."""
@@ -130,9 +98,6 @@ class Engine:
     schema: Schema
     storage: Storage
     options: Options
-    #: None for callers that consume the returned outcomes themselves (the async worker).
-    report: ReportBuilder | None = None
-    on_progress: Callable[[int], None] = lambda _n: None
     before_commit: BeforeCommit | None = None
     #: A second connection for product look-ups, so they overlap the previous batch's transaction.
     lookup_conn: magento.Connection | None = None
@@ -140,7 +105,6 @@ class Engine:
     purger: Purger | None = None
     counters: Counters = field(default_factory=Counters)
     stop_requested: bool = False
-    _seen: SeenSet = field(default_factory=SeenSet)  # sku keys of earlier batches
 
     def __post_init__(self) -> None:
         self._reads: magento.Connection = self.lookup_conn or self.conn
@@ -161,74 +125,19 @@ class Engine:
         await self._reads.rollback()
         return sizes
 
-    async def run(self, records: Iterable[Item | Rejection]) -> None:
-        """Consume the feed in batches of distinct SKUs, as a two-stage pipeline: while one batch is
-        written, the next is read, validated and looked up (products, ETags). Bounded: at most three
-        batches are in memory. Stops after the batch being written when asked."""
-        looked: asyncio.Queue = asyncio.Queue(maxsize=1)
-
-        async def lookups() -> None:
-            try:
-                async for items, early in self._batches(records):
-                    if self.stop_requested:
-                        break
-                    await looked.put(await self._lookup(items, early))
-            finally:
-                await looked.put(None)
-
-        producer = asyncio.ensure_future(lookups())
-        try:
-            while (batch := await looked.get()) is not None:
-                if not self.stop_requested:
-                    await self._write(batch)
-            await producer
-        finally:
-            producer.cancel()
-
-    async def _batches(self, records: Iterable[Item | Rejection]) -> AsyncIterator[tuple[list[Item], dict]]:
-        """Batches of distinct SKUs (later item wins), read in a thread so a slow stdin never blocks
-        the batch being written."""
-        it = iter(records)
-        batch: dict[str, Item] = {}
-        early: dict[str, list[str]] = {}
-        while chunk := await asyncio.to_thread(lambda: list(itertools.islice(it, self.options.batch_size))):
-            for record in chunk:
-                rec = record if isinstance(record, Rejection) else fit_item(record, self.schema.narrow)
-                if isinstance(rec, Rejection):
-                    if self.report:
-                        self.report.reject(rec)
-                    continue
-                key = sku_key(rec.sku)
-                if key in batch:
-                    early.setdefault(key, []).append(
-                        f"duplicate_sku: {rec.sku!r} at {rec.source} replaces the item at {batch[key].source}")
-                    del batch[key]
-                elif key in self._seen:
-                    early.setdefault(key, []).append(
-                        f"duplicate_sku: {rec.sku!r} at {rec.source} was listed earlier too; applied after it")
-                    if self.report:
-                        self.report.repeated(rec.sku)
-                self._seen.add(key)
-                batch[key] = rec
-                if len(batch) >= self.options.batch_size:
-                    yield list(batch.values()), early
-                    batch, early = {}, {}
-        if batch:
-            yield list(batch.values()), early
-
     async def sync_batch(self, items: list[Item], early: dict[str, list[str]] | None = None) -> list[Outcome]:
-        """Sync a batch of distinct SKUs; returns one outcome per item, in order, and reports them.
+        """Sync a batch of distinct SKUs; returns one outcome per item, in order.
 
         An item the store's columns cannot hold (a 4-byte character in its SKU or a path, on `utf8mb3`
         tables) is not looked up: its outcome is `invalid_data`."""
         fitted = [fit_item(item, self.schema.narrow) for item in items]
         storable = [f for f in fitted if isinstance(f, Item)]
-        done = iter(await self._write(await self._lookup(storable, early or {})) if storable else [])
+        done = iter(await self.write(await self.lookup(storable, early or {})) if storable else [])
         return [next(done) if isinstance(f, Item) else
                 Outcome(item, failure=Failure(Code.INVALID_DATA, f.error), warnings=[f"invalid_data: {f.error}"])
                 for item, f in zip(items, fitted, strict=True)]
 
-    async def _lookup(self, items: list[Item], early: dict[str, list[str]]) -> _Batch:
+    async def lookup(self, items: list[Item], early: dict[str, list[str]]) -> _Batch:
         """Products by SKU and the ETags of their images: no lock held, nothing written."""
         found = await magento.find_products(self._reads, self.schema, [i.sku for i in items])
         await self._reads.rollback()  # end the read snapshot before the storage look-ups
@@ -272,8 +181,8 @@ class Engine:
                 writable.append((out, product))
         return _Batch(outcomes, writable, etags)
 
-    async def _write(self, batch: _Batch) -> list[Outcome]:
-        """The batch's transaction (or one per SKU after a failure), then the report."""
+    async def write(self, batch: _Batch) -> list[Outcome]:
+        """The batch's transaction (or one per SKU after a failure); the outcomes, in order."""
         outcomes, writable, etags = batch.outcomes, batch.writable, batch.etags
         self.counters.batches += 1
         errors: dict[int, Exception] = {}
@@ -300,12 +209,7 @@ class Engine:
             log.error("SKU %r failed: %s", out.item.sku, exc)
             out.failure = Failure(Code.TIMEOUT if dberrors.lock_wait_timeout(exc) else Code.DATABASE_ERROR, str(exc))
             out.warnings.append(str(out.failure))
-        for out in outcomes if self.report is not None else ():
-            assert self.report is not None
-            self.report.add(out.item.sku, product_id=out.product_id, stats=out.stats, error=out.error,
-                            warnings=out.warnings, changed=out.changed)
         self.counters.skus += len(outcomes)
-        self.on_progress(len(outcomes))
         return outcomes
 
     async def _transaction(self, ready: list[tuple[Outcome, Product]], etags) -> None:
@@ -401,13 +305,13 @@ async def run_sync(
     async with open_adapters(cfg) as (conn, schema, storage):
         lookup_conn = await magento.connect(cfg.database)
         try:
-            engine = Engine(conn, schema, storage, options, builder, on_progress=on_progress,
-                            lookup_conn=lookup_conn)
+            engine = Engine(conn, schema, storage, options, lookup_conn=lookup_conn)
+            pipeline = Pipeline(engine, builder, on_progress)
             received: list[signal.Signals] = []
             if handle_signals:
                 _install_signals(engine, received)
             try:
-                await engine.run(records)
+                await pipeline.run(records)
             except asyncio.CancelledError:
                 if len(received) < 2:  # not our second signal: someone else's cancellation
                     raise

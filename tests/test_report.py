@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import json
 
-from nacento_sync.engine import SeenSet
 from nacento_sync.models import Rejection
+from nacento_sync.pipeline import SeenSet
 from nacento_sync.plan import ImageStats
 from nacento_sync.report import Report, ReportBuilder
 

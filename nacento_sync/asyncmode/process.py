@@ -129,7 +129,7 @@ class BatchProcessor:
                           purge_cache=self.cfg.sync.purge_cache)
         # A fresh ETag finder per batch: a listing cached for the worker's lifetime would go stale.
         finder = EtagFinder(self.storage, options.etag_strategy, folder_sizes=self._folder_sizes)
-        engine = Engine(self.db, self.schema, self.storage, options, report=None, before_commit=before_commit,
+        engine = Engine(self.db, self.schema, self.storage, options, before_commit=before_commit,
                         etags=finder)
         outcomes = await engine.sync_batch([h.desired for h in group])
         if engine.counters.fatal:  # the database went away: nothing of this batch was committed; redo it

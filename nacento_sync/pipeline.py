@@ -1,0 +1,126 @@
+"""The sync pipeline: an export streamed through the engine, one batch of distinct SKUs at a time.
+
+The engine syncs one batch (`Engine.lookup`, then `Engine.write`: its transaction); this module feeds it:
+records are read in a thread, rejected records and repeated SKUs go to the report, and while one batch is
+written the next is read and looked up. The outcomes go to the report and the progress callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import hashlib
+import itertools
+from array import array
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING
+
+from nacento_sync.charset import fit_item
+from nacento_sync.models import Item, Rejection, sku_key
+from nacento_sync.report import ReportBuilder
+from nacento_sync.results import Outcome
+
+if TYPE_CHECKING:
+    from nacento_sync.engine import Engine
+
+
+class SeenSet:
+    """Membership of strings in 8 bytes each: 64-bit hashes kept in a sorted array plus a small set.
+
+    A set of a million SKUs would cost ~100 MB; this costs ~8 MB (a collision, ~1e-7 for a million
+    keys, would only add a spurious duplicate_sku warning)."""
+
+    def __init__(self, buffer: int = 65_536) -> None:
+        self._sorted = array("q")
+        self._recent: set[int] = set()
+        self._buffer = buffer
+
+    @staticmethod
+    def _hash(key: str) -> int:
+        return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+
+    def add(self, key: str) -> None:
+        self._recent.add(self._hash(key))
+        if len(self._recent) >= self._buffer:
+            self._sorted = array("q", sorted(itertools.chain(self._sorted, self._recent)))
+            self._recent.clear()
+
+    def __contains__(self, key: str) -> bool:
+        h = self._hash(key)
+        if h in self._recent:
+            return True
+        i = bisect.bisect_left(self._sorted, h)
+        return i < len(self._sorted) and self._sorted[i] == h
+
+
+class Pipeline:
+    """Streams records through an engine; at most three batches are in memory at once."""
+
+    def __init__(self, engine: Engine, report: ReportBuilder | None = None,
+                 on_progress: Callable[[int], None] = lambda _n: None) -> None:
+        self.engine = engine
+        self.report = report
+        self.on_progress = on_progress
+        self._seen = SeenSet()  # sku keys of earlier batches
+
+    async def run(self, records: Iterable[Item | Rejection]) -> None:
+        """Consume the feed in batches of distinct SKUs, as a two-stage pipeline: while one batch is
+        written, the next is read, validated and looked up (products, ETags). Bounded: at most three
+        batches are in memory. Stops after the batch being written when asked."""
+        looked: asyncio.Queue = asyncio.Queue(maxsize=1)
+
+        async def lookups() -> None:
+            try:
+                async for items, early in self._batches(records):
+                    if self.engine.stop_requested:
+                        break
+                    await looked.put(await self.engine.lookup(items, early))
+            finally:
+                await looked.put(None)
+
+        producer = asyncio.ensure_future(lookups())
+        try:
+            while (batch := await looked.get()) is not None:
+                if not self.engine.stop_requested:
+                    self._reported(await self.engine.write(batch))
+            await producer
+        finally:
+            producer.cancel()
+
+    async def _batches(self, records: Iterable[Item | Rejection]) -> AsyncIterator[tuple[list[Item], dict]]:
+        """Batches of distinct SKUs (later item wins), read in a thread so a slow stdin never blocks
+        the batch being written."""
+        it = iter(records)
+        batch: dict[str, Item] = {}
+        early: dict[str, list[str]] = {}
+        while chunk := await asyncio.to_thread(lambda: list(itertools.islice(it, self.engine.options.batch_size))):
+            for record in chunk:
+                rec = record if isinstance(record, Rejection) else fit_item(record, self.engine.schema.narrow)
+                if isinstance(rec, Rejection):
+                    if self.report:
+                        self.report.reject(rec)
+                    continue
+                key = sku_key(rec.sku)
+                if key in batch:
+                    early.setdefault(key, []).append(
+                        f"duplicate_sku: {rec.sku!r} at {rec.source} replaces the item at {batch[key].source}")
+                    del batch[key]
+                elif key in self._seen:
+                    early.setdefault(key, []).append(
+                        f"duplicate_sku: {rec.sku!r} at {rec.source} was listed earlier too; applied after it")
+                    if self.report:
+                        self.report.repeated(rec.sku)
+                self._seen.add(key)
+                batch[key] = rec
+                if len(batch) >= self.engine.options.batch_size:
+                    yield list(batch.values()), early
+                    batch, early = {}, {}
+        if batch:
+            yield list(batch.values()), early
+
+    def _reported(self, outcomes: list[Outcome]) -> None:
+        if self.report is not None:
+            for out in outcomes:
+                self.report.add(out.item.sku, product_id=out.product_id, stats=out.stats, error=out.error,
+                                warnings=out.warnings, changed=out.changed)
+        self.on_progress(len(outcomes))
