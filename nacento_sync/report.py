@@ -29,6 +29,7 @@ from nacento_sync.codes import WARNINGS
 from nacento_sync.console import plain, text
 from nacento_sync.models import Rejection, sku_key
 from nacento_sync.plan import ImageStats
+from nacento_sync.results import sku_result
 
 #: Every warning is "<code>: <message>" with one of these codes (README documents them): see codes.Code.
 WARNING_CODES = WARNINGS
@@ -203,16 +204,10 @@ class ReportBuilder:
         warnings: list[str] | tuple[str, ...] = (),
         changed: bool = False,
     ) -> None:
-        result = SkuResult(sku=sku, product_id=product_id, error=error)
-        s = result.image_stats
-        s.warnings.extend(warnings)
-        if stats is not None:
-            for name in COUNTERS:
-                setattr(s, name, getattr(stats, name))
-            s.warnings.extend(stats.warnings)
+        result = sku_result(sku, product_id=product_id, stats=stats, error=error, warnings=warnings)
         if changed and product_id is not None:
             self._changed.append(product_id)
-        self._results.write(to_json(result.model_dump(mode="json")) + "\n")
+        self._results.write(to_json(result) + "\n")
         self._results.flush()
 
     def finish(self, out: TextIO | FanOut) -> Report:

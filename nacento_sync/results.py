@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from nacento_sync.codes import Failure
 from nacento_sync.models import Item
@@ -38,3 +40,12 @@ class Outcome:
     def error(self) -> str | None:
         """The report's per-SKU `error`: the failure's code."""
         return None if self.failure is None else self.failure.code.reported.value
+
+
+def sku_result(sku: str | None, *, product_id: int | None = None, stats: ImageStats | None = None,
+               error: str | None = None, warnings: Sequence[str] = ()) -> dict[str, Any]:
+    """One SKU's result, the shape of the original module's API: the sync report's `results[]` and, with
+    `mode` and `changed` added, an operation's `result_serialized_data`."""
+    image_stats: dict[str, Any] = {name: getattr(stats, name) if stats else 0 for name in ImageStats.COUNTERS}
+    image_stats["warnings"] = [*warnings, *(stats.warnings if stats else ())]
+    return {"sku": sku, "product_id": product_id, "image_stats": image_stats, "error": error}

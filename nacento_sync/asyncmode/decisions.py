@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from nacento_sync import results
 from nacento_sync.codes import Code, Failure
 from nacento_sync.feed import parse_record
 from nacento_sync.models import Item, Rejection
@@ -219,11 +220,9 @@ def sku_result(sku: str | None, mode: str, *, product_id: int | None = None, sta
                failure: Failure | None = None, warnings: Sequence[str] = (), changed: bool = False) -> str:
     """An operation's `result_serialized_data`: the SKU's result as in the sync report, plus `mode` and
     `changed`, within the BLOB's size."""
-    image_stats: dict[str, Any] = {name: getattr(stats, name, 0) if stats else 0 for name in ImageStats.COUNTERS}
-    image_stats["warnings"] = [*warnings, *(stats.warnings if stats else [])]
     error = None if failure is None else failure.code.reported.value
-    return fit_result({"sku": sku, "product_id": product_id, "image_stats": image_stats, "error": error,
-                       "mode": mode, "changed": bool(changed)})
+    result = results.sku_result(sku, product_id=product_id, stats=stats, error=error, warnings=warnings)
+    return fit_result({**result, "mode": mode, "changed": bool(changed)})
 
 
 def outcome_result(outcome: Outcome, mode: str) -> str:
