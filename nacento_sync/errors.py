@@ -22,3 +22,7 @@ class AccessError(NacentoError):
 
 class UnknownBulk(NacentoError):
     """No magento_bulk row has this UUID (`status` / `requeue` exit code 5)."""
+
+
+class SchemaError(UsageError):
+    """The database does not look like the Magento schema we write (exit code 2)."""

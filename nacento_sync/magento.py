@@ -22,7 +22,7 @@ import pymysql
 
 from nacento_sync import charset
 from nacento_sync.config import DatabaseConfig, mask
-from nacento_sync.errors import AccessError, UsageError
+from nacento_sync.errors import AccessError, SchemaError
 from nacento_sync.models import MANAGED_ROLES, ROLE_LABELS
 from nacento_sync.paths import stored_to_canonical
 from nacento_sync.plan import (
@@ -76,10 +76,6 @@ class Connection(Protocol):
 
 class DatabaseAccessError(AccessError):
     """The database cannot be reached or refuses us (exit code 3)."""
-
-
-class SchemaError(UsageError):
-    """The database does not look like the Magento schema we write (exit code 2)."""
 
 
 @dataclass(frozen=True)

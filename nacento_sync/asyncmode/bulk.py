@@ -17,7 +17,7 @@ from enum import IntEnum
 from typing import Any
 
 from nacento_sync.asyncmode.decisions import BLOB_BYTES, MESSAGE_CHARS, fit_message, fit_result  # noqa: F401
-from nacento_sync.magento import SchemaError
+from nacento_sync.errors import SchemaError
 from nacento_sync.models import sku_key
 
 BULK_TABLE = "magento_bulk"

@@ -10,19 +10,24 @@ import asyncio
 import json
 import sys
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from nacento_sync.asyncmode import bulk
 from nacento_sync.cli.common import EXIT_FAILED, EXIT_OK, ModeOpt, PlainCommand, _config, app, err, out
 from nacento_sync.cli.common import call as _call
 from nacento_sync.console import error, plain, say, text, warning
 from nacento_sync.errors import UnknownBulk
 
+if TYPE_CHECKING:
+    from nacento_sync.asyncmode.bulk import BulkSummary
+
+#: The bulk states `status` maps to exit codes 0 and 1 (asyncmode.bulk's names; that module is imported
+#: only when a command runs).
+FINISHED_SUCCESSFULLY, FINISHED_WITH_FAILURE = "finished_successfully", "finished_with_failure"
 #: `status`: the bulk is not finished yet / no such bulk.
 EXIT_NOT_FINISHED, EXIT_UNKNOWN = 4, 5
 #: `status --watch`: seconds between refreshes.
@@ -129,7 +134,7 @@ def status_cmd(
         from nacento_sync.asyncmode.status import status
 
         summary = _call(status(cfg, bulk_uuid))
-        if watch and summary.state not in (bulk.FINISHED_SUCCESSFULLY, bulk.FINISHED_WITH_FAILURE):
+        if watch and summary.state not in (FINISHED_SUCCESSFULLY, FINISHED_WITH_FAILURE):
             summary = _watch(cfg, summary)
     except UnknownBulk as e:
         if json_out:
@@ -140,16 +145,16 @@ def status_cmd(
         sys.stdout.write(json.dumps(summary.as_json()) + "\n")
     else:
         _render_status(summary)
-    raise typer.Exit({bulk.FINISHED_SUCCESSFULLY: EXIT_OK, bulk.FINISHED_WITH_FAILURE: EXIT_FAILED}.get(
+    raise typer.Exit({FINISHED_SUCCESSFULLY: EXIT_OK, FINISHED_WITH_FAILURE: EXIT_FAILED}.get(
         summary.state, EXIT_NOT_FINISHED))
 
 
-def _watch(cfg, summary: bulk.BulkSummary) -> bulk.BulkSummary:
+def _watch(cfg, summary: BulkSummary) -> BulkSummary:
     total = max(summary.operation_count, sum(summary.counts.values()))
     with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=False) as progress:
         task = progress.add_task(plain(f"bulk {summary.bulk_uuid}"), total=total or None, completed=summary.done)
-        while summary.state not in (bulk.FINISHED_SUCCESSFULLY, bulk.FINISHED_WITH_FAILURE):
+        while summary.state not in (FINISHED_SUCCESSFULLY, FINISHED_WITH_FAILURE):
             time.sleep(WATCH_INTERVAL)
             from nacento_sync.asyncmode.status import status
 
@@ -159,7 +164,7 @@ def _watch(cfg, summary: bulk.BulkSummary) -> bulk.BulkSummary:
     return summary
 
 
-def _render_status(s: bulk.BulkSummary) -> None:
+def _render_status(s: BulkSummary) -> None:
     """The bulk as tables; every value read from Magento's rows is plain text."""
     table = Table(title=text(f"bulk {s.bulk_uuid}: {s.state.replace('_', ' ')}"), show_header=False,
                   title_justify="left")

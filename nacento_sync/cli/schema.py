@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from nacento_sync import magento
 from nacento_sync.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -23,6 +22,7 @@ from nacento_sync.cli.common import (
 )
 from nacento_sync.config import Config
 from nacento_sync.console import error, plain, say
+from nacento_sync.errors import SchemaError
 
 schema_app = typer.Typer(help="Install, remove or inspect nacento-sync's own table (nacento_media_gallery_meta).",
                          no_args_is_help=True, cls=PlainGroup)
@@ -33,6 +33,8 @@ app.add_typer(schema_app, name="schema")
 def schema_install(ctx: typer.Context) -> None:
     """Create nacento_media_gallery_meta (a no-op if it exists: data from the PHP module is kept)."""
     cfg = _config(ctx)
+    from nacento_sync import magento  # aiomysql: only when a command talks to the database
+
     created = _schema_call(cfg, magento.install_meta)
     table = cfg.database.table_prefix + magento.META_TABLE
     say(out, f"created table {table}" if created else f"table {table} already exists: nothing to do")
@@ -45,6 +47,8 @@ def schema_uninstall(
 ) -> None:
     """Drop nacento_media_gallery_meta (the remembered ETags; the next sync re-learns them)."""
     cfg = _config(ctx)
+    from nacento_sync import magento
+
     table = cfg.database.table_prefix + magento.META_TABLE
     if not yes:
         if not sys.stdin.isatty():
@@ -66,13 +70,15 @@ def schema_status(
     """
     cfg = _config(ctx)
 
+    from nacento_sync import magento
+
     async def status(conn, prefix):
         info = await magento.meta_status(conn, prefix)
         try:
             schema = await magento.detect_schema(conn, prefix)
             info.update(magento=True, link_field=schema.link, staging_version=schema.staging_version,
                         roles=list(schema.roles))
-        except magento.SchemaError as e:
+        except SchemaError as e:
             info.update(magento=False, problem=str(e))
         return info
 
@@ -86,6 +92,8 @@ def schema_status(
 
 
 def _schema_call(cfg: Config, fn):
+    from nacento_sync import magento
+
     async def go():
         conn = await magento.connect(cfg.database)
         try:
