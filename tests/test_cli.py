@@ -277,43 +277,12 @@ def test_sigint_finishes_the_batch_and_exits_130(store, bucket, config_file, tmp
     assert report["stats"]["inserted"] == done * 3 and 10 <= done < 150
 
 
-def test_lost_database_connection_stops_the_run_with_exit_3(store, bucket, config_file, tmp_path):
+def _sync_stuck_in_second_batch(store, bucket, config_file, tmp_path, sleep: int):
+    """`sync --json` of 3 SKUs in batches of 2, started and held inside the second batch's INSERT (a trigger
+    sleeps on SKU-2's label): returns the process and the id of the sleeping database session."""
     store.execute(
         "CREATE TRIGGER nacento_test_slow BEFORE INSERT ON {catalog_product_entity_media_gallery_value} "
-        "FOR EACH ROW BEGIN IF NEW.label = 'slow' THEN SET @x = SLEEP(60); END IF; END")
-    items = []
-    for i in range(3):
-        store.add_product(f"SKU-{i}")
-        bucket.put(f"/a/b/{i}.jpg")
-        label = "slow" if i == 2 else "ok"
-        items.append({"sku": f"SKU-{i}", "images": [{"file_path": f"a/b/{i}.jpg", "label": label}]})
-    export = write_ndjson(tmp_path / "x.ndjson", items)
-    proc = subprocess.Popen([sys.executable, "-m", "nacento_sync", "--config", str(config_file), "sync", str(export),
-                             "--batch-size", "2", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    victim = None
-    while victim is None and time.monotonic() < deadline:
-        rows = store.query("SELECT id FROM information_schema.processlist WHERE db = %s AND info = %s",
-                           (store.database, "SET @x = SLEEP(60)"))  # the trigger, inside the tool's INSERT
-        victim = rows[0]["id"] if rows else None
-        time.sleep(0.05)
-    assert victim is not None
-    store.execute(f"KILL CONNECTION {int(victim)}")
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 3, err
-    assert "lost the database connection" in err
-    report = json.loads(out)
-    by = {r["sku"]: r for r in report["results"]}
-    assert by["SKU-2"]["error"] == "database_error"
-    assert by["SKU-0"]["error"] is None and by["SKU-0"]["image_stats"]["inserted"] == 1
-    assert store.table_counts()["catalog_product_entity_media_gallery"] == 2  # batch 1 committed, SKU-2 not
-
-
-def test_a_second_sigint_stops_at_once_exits_130_and_reports_the_committed_batches(store, bucket, config_file,
-                                                                                    tmp_path):
-    store.execute(
-        "CREATE TRIGGER nacento_test_slow BEFORE INSERT ON {catalog_product_entity_media_gallery_value} "
-        "FOR EACH ROW BEGIN IF NEW.label = 'slow' THEN SET @x = SLEEP(20); END IF; END")
+        f"FOR EACH ROW BEGIN IF NEW.label = 'slow' THEN SET @x = SLEEP({sleep}); END IF; END")
     items = []
     for i in range(3):
         store.add_product(f"SKU-{i}")
@@ -327,10 +296,29 @@ def test_a_second_sigint_stops_at_once_exits_130_and_reports_the_committed_batch
     victim = None
     while victim is None and time.monotonic() < deadline:  # the second batch is inside its INSERT
         rows = store.query("SELECT id FROM information_schema.processlist WHERE db = %s AND info = %s",
-                           (store.database, "SET @x = SLEEP(20)"))
+                           (store.database, f"SET @x = SLEEP({sleep})"))
         victim = rows[0]["id"] if rows else None
         time.sleep(0.05)
     assert victim is not None
+    return proc, int(victim)
+
+
+def test_lost_database_connection_stops_the_run_with_exit_3(store, bucket, config_file, tmp_path):
+    proc, victim = _sync_stuck_in_second_batch(store, bucket, config_file, tmp_path, 60)
+    store.execute(f"KILL CONNECTION {victim}")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert "lost the database connection" in err
+    report = json.loads(out)
+    by = {r["sku"]: r for r in report["results"]}
+    assert by["SKU-2"]["error"] == "database_error"
+    assert by["SKU-0"]["error"] is None and by["SKU-0"]["image_stats"]["inserted"] == 1
+    assert store.table_counts()["catalog_product_entity_media_gallery"] == 2  # batch 1 committed, SKU-2 not
+
+
+def test_a_second_sigint_stops_at_once_exits_130_and_reports_the_committed_batches(store, bucket, config_file,
+                                                                                    tmp_path):
+    proc, victim = _sync_stuck_in_second_batch(store, bucket, config_file, tmp_path, 20)
     proc.send_signal(signal.SIGINT)
     first = ""
     while "stopping after the current batch" not in first:  # the first signal was taken
@@ -340,7 +328,7 @@ def test_a_second_sigint_stops_at_once_exits_130_and_reports_the_committed_batch
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=15)  # at once: not after the 20 s of the batch in flight
     err = first + err
-    store.execute(f"KILL QUERY {int(victim)}")
+    store.execute(f"KILL QUERY {victim}")
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "CancelledError" not in err and "interrupted by SIGINT" in err
     report = json.loads(out)
