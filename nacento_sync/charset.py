@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
+from nacento_sync.codes import Code
 from nacento_sync.models import Item, Rejection
 
 #: The written columns whose character set matters, as `Schema.narrow` names them.
@@ -49,12 +50,12 @@ def fit_item(item: Item, narrow: Mapping[str, str]) -> Item | Rejection:
 
     for i, image in enumerate(item.images):
         if why := unstorable(f"images[{i}].label", image.label):
-            warnings.append(f"unstorable_text: {why}")
+            warnings.append(Code.UNSTORABLE_TEXT.notice(f"{why}"))
             images[i] = replace(image, label=None, label_given=False)
         stores = []
         for code, given in image.stores:
             if why := unstorable(f'images[{i}].stores["{code}"].label', given.label):
-                warnings.append(f"unstorable_text: {why}")  # as if not sent: the view's stored label stays
+                warnings.append(Code.UNSTORABLE_TEXT.notice(f"{why}"))  # as if not sent: the view's stored label stays
                 given = replace(given, label=None, given=given.given - {"label"})  # noqa: PLW2901
             stores.append((code, given))
         if tuple(stores) != image.stores:

@@ -78,10 +78,31 @@ class Code(StrEnum):
     TIMEOUT = "timeout", "a lock wait timed out", _RETRIABLE
     INTERNAL_ERROR = "internal_error", "an unexpected error in the worker", _RETRIABLE
 
+    def notice(self, detail: str) -> Notice:
+        """A warning of this code: `Code.MISSING_OBJECT.notice("… not found")`."""
+        return Notice(self, detail)
+
     @property
     def reported(self) -> Code:
         """The code the report shows: a lock wait timeout is a database error there."""
         return Code.DATABASE_ERROR if self is Code.TIMEOUT else self
+
+
+class Notice(str):
+    """A typed warning: the report's string `"<code>: <detail>"` (so it prints, compares and serialises as
+    one), carrying its `code` and `detail` for callers that decide by type."""
+
+    code: Code
+    detail: str
+
+    def __new__(cls, code: Code, detail: str) -> Notice:
+        notice = super().__new__(cls, f"{code.value}: {detail}")
+        notice.code, notice.detail = code, detail
+        return notice
+
+    @property
+    def retriable(self) -> bool:
+        return self.code.retriable
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,7 @@ class Engine:
         storable = [f for f in fitted if isinstance(f, Item)]
         done = iter(await self.write(await self.lookup(storable, early or {})) if storable else [])
         return [next(done) if isinstance(f, Item) else
-                Outcome(item, failure=Failure(Code.INVALID_DATA, f.error), warnings=[f"invalid_data: {f.error}"])
+                Outcome(item, failure=Failure(Code.INVALID_DATA, f.error), warnings=[Code.INVALID_DATA.notice(f.error)])
                 for item, f in zip(items, fitted, strict=True)]
 
     async def lookup(self, items: list[Item], early: dict[str, list[str]]) -> _Batch:
@@ -152,16 +152,18 @@ class Engine:
                 continue
             out.product_id = product.entity_id
             unknown = {r for im in item.images for r in im.roles} - set(self.schema.roles)
-            out.warnings += [f"role_unavailable: this store has no {r!r} attribute; role not written"
+            out.warnings += [Code.ROLE_UNAVAILABLE.notice(f"this store has no {r!r} attribute; role not written")
                              for r in sorted(unknown)]
             if product.future_rows:
-                out.warnings.append(f"staging_future_rows: {product.future_rows} scheduled update(s) of this "
-                                    "product keep their own gallery; only the active version was changed")
+                out.warnings.append(Code.STAGING_FUTURE_ROWS.notice(
+                    f"{product.future_rows} scheduled update(s) of this "
+                                    "product keep their own gallery; only the active version was changed"))
             if product.entity_id in by_entity:  # two spellings the collation sees as one SKU
                 prev = ready[by_entity[product.entity_id]][0]
-                out.warnings.append(f"duplicate_sku: {item.sku!r} at {item.source} replaces {prev.item.sku!r} "
-                                    f"at {prev.item.source}")
-                prev.warnings.append(f"duplicate_sku: replaced by {item.sku!r} at {item.source}")
+                out.warnings.append(Code.DUPLICATE_SKU.notice(
+                    f"{item.sku!r} at {item.source} replaces {prev.item.sku!r} "
+                                    f"at {prev.item.source}"))
+                prev.warnings.append(Code.DUPLICATE_SKU.notice(f"replaced by {item.sku!r} at {item.source}"))
                 ready[by_entity[product.entity_id]] = (out, product)
                 continue
             by_entity[product.entity_id] = len(ready)
@@ -175,7 +177,7 @@ class Engine:
         for out, product in ready:
             failures = [f for im in out.item.images if isinstance(f := etags[im.path], StorageFailure)]
             if failures:
-                out.warnings += [f"storage_error: {f.key}: {f.reason}" for f in failures]
+                out.warnings += [Code.STORAGE_ERROR.notice(f"{f.key}: {f.reason}") for f in failures]
                 out.failure = Failure(Code.STORAGE_ERROR, f"{failures[0].key}: {failures[0].reason}")
             else:
                 writable.append((out, product))

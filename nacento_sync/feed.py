@@ -19,6 +19,7 @@ from typing import Annotated, Any, BinaryIO, Literal, cast
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StrictStr, ValidationError
 from pydantic_core import PydanticCustomError
 
+from nacento_sync.codes import Code
 from nacento_sync.errors import UsageError
 from nacento_sync.models import (
     MANAGED_ROLES,
@@ -220,8 +221,9 @@ def _store_values(n: int, entry: _Image, warnings: list[str]) -> tuple[tuple[str
         if label is not None:
             label = check_text(f"{field}.label", label, label=True)
             if label != values.label:
-                warnings.append(f"label_whitespace: image {n} ({entry.file_path}) store {code}: tab, line feed "
-                                "or carriage return in the label replaced by a space")
+                warnings.append(Code.LABEL_WHITESPACE.notice(
+                    f"image {n} ({entry.file_path}) store {code}: tab, line feed "
+                                "or carriage return in the label replaced by a space"))
             if not label.strip():
                 label = None  # `""` clears, as at the top level
         given = frozenset(values.model_fields_set)
@@ -245,7 +247,7 @@ def _store_roles(raw: dict[str, Any] | None, paths: set[str],
             check_text(where, name)
             role = normalize_role(name)
             if role is None:
-                warnings.append(f'unknown_role: {field}: role "{name}" ignored')
+                warnings.append(Code.UNKNOWN_ROLE.notice(f'{field}: role "{name}" ignored'))
                 continue
             if value is None:
                 path = None
@@ -260,8 +262,8 @@ def _store_roles(raw: dict[str, Any] | None, paths: set[str],
             else:
                 raise ValueError(f"{where}: must be a string or null")
             if role in chosen and chosen[role][1] != path:
-                warnings.append(f'duplicate_role: {field}: role "{role}" given as "{chosen[role][0]}" and '
-                                f'"{name}": "{name}" keeps it')
+                warnings.append(Code.DUPLICATE_ROLE.notice(f'{field}: role "{role}" given as "{chosen[role][0]}" and '
+                                f'"{name}": "{name}" keeps it'))
             chosen[role] = (name, path)
         out.append((code, tuple((role, chosen[role][1]) for role in MANAGED_ROLES if role in chosen)))
     return tuple(out)
@@ -286,8 +288,9 @@ def _images(entries: list[_Image]) -> tuple[tuple[DesiredImage, ...], tuple[str,
         if label is not None:
             label = check_text(f"images[{n - 1}].label", label, label=True)
             if label != entry.label:
-                warnings.append(f"label_whitespace: image {n} ({entry.file_path}): tab, line feed or carriage "
-                                "return in the label replaced by a space")
+                warnings.append(Code.LABEL_WHITESPACE.notice(
+                    f"image {n} ({entry.file_path}): tab, line feed or carriage "
+                                "return in the label replaced by a space"))
         labels.append(label)
         try:
             paths.append(canonical_path(entry.file_path))
@@ -297,7 +300,7 @@ def _images(entries: list[_Image]) -> tuple[tuple[DesiredImage, ...], tuple[str,
         for name in entry.roles or ():
             code = normalize_role(name)
             if code is None:
-                warnings.append(f'unknown_role: image {n} ({entry.file_path}): role "{name}" ignored')
+                warnings.append(Code.UNKNOWN_ROLE.notice(f'image {n} ({entry.file_path}): role "{name}" ignored'))
             elif code not in codes:
                 codes.append(code)
         roles.append(codes)
@@ -308,20 +311,20 @@ def _images(entries: list[_Image]) -> tuple[tuple[DesiredImage, ...], tuple[str,
     for n, path in enumerate(paths, 1):
         if last[path] != n:
             later = last[path]
-            warnings.append(
-                f"duplicate_image: image {n} ({entries[n - 1].file_path}) dropped: image {later} "
+            warnings.append(Code.DUPLICATE_IMAGE.notice(
+                f"image {n} ({entries[n - 1].file_path}) dropped: image {later} "
                 f"({entries[later - 1].file_path}) is the same file {path}"
-            )
+            ))
 
     owner: dict[str, int] = {}
     for n in kept:
         for code in roles[n - 1]:
             if code in owner:
                 prev = owner[code]
-                warnings.append(
-                    f'duplicate_role: role "{code}" claimed by image {prev} ({entries[prev - 1].file_path}) '
+                warnings.append(Code.DUPLICATE_ROLE.notice(
+                    f'role "{code}" claimed by image {prev} ({entries[prev - 1].file_path}) '
                     f"and image {n} ({entries[n - 1].file_path}): image {n} keeps it"
-                )
+                ))
             owner[code] = n
 
     images = []

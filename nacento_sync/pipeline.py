@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING
 
 from nacento_sync.charset import fit_item
+from nacento_sync.codes import Code
 from nacento_sync.models import Item, Rejection, sku_key
 from nacento_sync.report import ReportBuilder
 from nacento_sync.results import Outcome
@@ -102,12 +103,12 @@ class Pipeline:
                     continue
                 key = sku_key(rec.sku)
                 if key in batch:
-                    early.setdefault(key, []).append(
-                        f"duplicate_sku: {rec.sku!r} at {rec.source} replaces the item at {batch[key].source}")
+                    early.setdefault(key, []).append(Code.DUPLICATE_SKU.notice(
+                        f"{rec.sku!r} at {rec.source} replaces the item at {batch[key].source}"))
                     del batch[key]
                 elif key in self._seen:
-                    early.setdefault(key, []).append(
-                        f"duplicate_sku: {rec.sku!r} at {rec.source} was listed earlier too; applied after it")
+                    early.setdefault(key, []).append(Code.DUPLICATE_SKU.notice(
+                        f"{rec.sku!r} at {rec.source} was listed earlier too; applied after it"))
                     if self.report:
                         self.report.repeated(rec.sku)
                 self._seen.add(key)

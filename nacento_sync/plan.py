@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from nacento_sync.codes import Code
 from nacento_sync.models import MANAGED_ROLES, NO_SELECTION, ROLE_LABELS, Item, StoreValues
 from nacento_sync.paths import stored_to_canonical
 from nacento_sync.storeviews import (
@@ -267,13 +268,13 @@ def plan_product(
         etag = etags.get(img.path)
         if etag is None:
             stats.missing += 1
-            warn(f"missing_object: {object_key(img.path)} not found in the bucket; image not synced")
+            warn(Code.MISSING_OBJECT.notice(f"{object_key(img.path)} not found in the bucket; image not synced"))
             continue
         found_any = True
         if img.path in state.other_media:
             touched[img.path] = _Touched()
-            warn(f"media_conflict: {img.path} is the path of a video or other non-image entry of this "
-                 "product; the image was not added")
+            warn(Code.MEDIA_CONFLICT.notice(f"{img.path} is the path of a video or other non-image entry of this "
+                 "product; the image was not added"))
             continue
         group = groups.get(img.path, [])
         if not group:
@@ -291,14 +292,15 @@ def plan_product(
             ops.append(RemoveEntry(link, dup.value_id, delete_gallery_row=not dup.shared))
             stats.deleted += 1
             t.value = True
-            warn(f"duplicate_entry: {img.path}: removed duplicate gallery entry {dup.value_id} ({dup.value!r})")
+            warn(Code.DUPLICATE_ENTRY.notice(
+                f"{img.path}: removed duplicate gallery entry {dup.value_id} ({dup.value!r})"))
 
         rows = sorted(keeper.rows, key=_row_order)
         row = rows[0] if rows else None
         if len(rows) > 1:
             ops.append(DeleteValueRows(tuple(r.record_id for r in rows[1:])))
             t.value = True
-            warn(f"duplicate_value_rows: {img.path}: removed {len(rows) - 1} surplus store-0 value row(s)")
+            warn(Code.DUPLICATE_VALUE_ROWS.notice(f"{img.path}: removed {len(rows) - 1} surplus store-0 value row(s)"))
 
         label = img.label if img.label_given else (row.label if row else None)
         disabled = img.disabled if img.disabled is not None else (row.disabled if row else False)
@@ -310,10 +312,10 @@ def plan_product(
 
         if keeper.value != img.path:
             t.value = True
-            warn(f"legacy_path: {keeper.value!r} respelled {img.path!r}")
+            warn(Code.LEGACY_PATH.notice(f"{keeper.value!r} respelled {img.path!r}"))
             if keeper.shared:
-                warn(f"shared_entry: {img.path}: gallery entry {keeper.value_id} is shared with another "
-                     "product; this product gets its own entry")
+                warn(Code.SHARED_ENTRY.notice(f"{img.path}: gallery entry {keeper.value_id} is shared with another "
+                     "product; this product gets its own entry"))
                 ops.append(RemoveEntry(link, keeper.value_id, delete_gallery_row=False))
                 present[img.path] = _Present(Shown(label, img.position, disabled), insert_at=len(ops))
                 ops.append(InsertEntry(link, img.path, label, img.position, disabled, etag))
@@ -340,16 +342,16 @@ def plan_product(
     may_delete = mode == "replace"
     if may_delete and not item.images and not allow_empty:
         may_delete = False
-        warn("empty_image_list: the item lists no image; nothing deleted (use --allow-empty to clear)")
+        warn(Code.EMPTY_IMAGE_LIST.notice("the item lists no image; nothing deleted (use --allow-empty to clear)"))
     elif may_delete and missing:
         may_delete = False
         if not found_any:
-            warn("all_missing: none of the listed objects exists; nothing deleted")
+            warn(Code.ALL_MISSING.notice("none of the listed objects exists; nothing deleted"))
         held, _ = _plan_attributes(item, state, labels_after, set(unlisted), True)  # store 0 suffices
         if unlisted or any(_is_reset(op) for op in held):
             stats.deletions_held = 1
-            warn(f"deletions_held: {_names(missing)} not in the bucket; replace mode deleted no entry and "
-                 "reset no role of this product (fix the paths or upload the objects, then run again)")
+            warn(Code.DELETIONS_HELD.notice(f"{_names(missing)} not in the bucket; replace mode deleted no entry and "
+                 "reset no role of this product (fix the paths or upload the objects, then run again)"))
     removed: set[str] = set()
     if may_delete:
         for canon, group in unlisted.items():
@@ -426,7 +428,7 @@ class _Views:
             if (view := store_id(code)) is not None:
                 roles.setdefault(view, {}).update(pairs)
         for code in unknown:
-            warn(f"unknown_store: store code {code!r} does not exist; its values were ignored")
+            warn(Code.UNKNOWN_STORE.notice(f"store code {code!r} does not exist; its values were ignored"))
         return cls(tuple(sorted(set(views.values()))), values, roles)
 
 
@@ -479,8 +481,9 @@ def _plan_view_rows(state: ProductState, present: dict[str, _Present], scope: _V
         for change in changes:
             if change.surplus:
                 deletes += change.surplus
-                warn(f"duplicate_value_rows: {path}: removed {len(change.surplus)} surplus value row(s) of store "
-                     f"{change.store_id}")
+                warn(Code.DUPLICATE_VALUE_ROWS.notice(
+                    f"{path}: removed {len(change.surplus)} surplus value row(s) of store "
+                     f"{change.store_id}"))
             want, cur = change.want, change.current
             if want is None:
                 if cur is not None:
@@ -513,7 +516,8 @@ def _warn_position_ties(item: Item, state: ProductState, present: dict[str, _Pre
                for vid, value in state.other_values.items()]
     for other, pos in others:
         if pos is not None and pos in at:
-            warn(f"position_tie: {at[pos]} and {other} share position {pos}; Magento shows them in no defined order")
+            warn(Code.POSITION_TIE.notice(
+                f"{at[pos]} and {other} share position {pos}; Magento shows them in no defined order"))
 
 
 def _plan_attributes(

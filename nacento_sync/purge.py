@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from nacento_sync.codes import Code
 from nacento_sync.paths import object_key, stored_to_canonical
 from nacento_sync.plan import InsertEntry, Op, ProductState, RemoveEntry, UpsertMeta
 
@@ -146,7 +147,7 @@ class Purger:
         except Exception as exc:  # a purge must never undo or stop the sync
             for warnings, *_, s in stale:
                 if s:
-                    warnings.append(f"cache_purge_failed: {type(exc).__name__}: {exc}")
+                    warnings.append(Code.CACHE_PURGE_FAILED.notice(f"{type(exc).__name__}: {exc}"))
             return
         if self._counts is not None and (self.dry_run or not fresh):
             for _, state, ops, _s in stale:  # the rows this batch inserted and deleted
@@ -163,12 +164,13 @@ class Purger:
             try:
                 deleted, errors = await self.storage.delete_keys(chunk)
             except Exception as exc:
-                warnings.append(f"cache_purge_failed: {len(chunk)} resized copies not deleted: "
-                                f"{type(exc).__name__}: {exc}")
+                warnings.append(Code.CACHE_PURGE_FAILED.notice(f"{len(chunk)} resized copies not deleted: "
+                                f"{type(exc).__name__}: {exc}"))
                 continue
             self.purged += deleted
             if errors:
-                warnings.append(f"cache_purge_failed: {len(errors)} resized copies not deleted, e.g. {errors[0]}")
+                warnings.append(Code.CACHE_PURGE_FAILED.notice(
+                    f"{len(errors)} resized copies not deleted, e.g. {errors[0]}"))
 
 
 def _count_rows(counts: PathCounts, state: ProductState, ops: Sequence[Op]) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
+
 from nacento_sync.models import Rejection
 from nacento_sync.pipeline import SeenSet
 from nacento_sync.plan import ImageStats
@@ -53,12 +55,29 @@ def test_every_warning_code_is_documented():
     from pathlib import Path
 
     from nacento_sync import feed
+    from nacento_sync.codes import Code
     from nacento_sync.report import WARNING_CODES
 
     root = Path(__file__).resolve().parent.parent
-    source = "\n".join(p.read_text() for p in (root / "nacento_sync").glob("*.py"))
-    emitted = set(re.findall(r'(?:warn\(|append\(|\+= \[)f?"([a-z_]+): ', source)) | set(feed.WARNING_CODES)
-    assert len(emitted) >= 15
+    source = "\n".join(p.read_text() for p in (root / "nacento_sync").rglob("*.py"))
+    # Every warning is built as a typed notice from the one enum of codes; none as a bare string.
+    assert re.findall(r'(?:warn\(|append\(|\+= \[)f?"([a-z_]+): ', source) == []
+    emitted = {Code[name].value for name in re.findall(r"Code\.([A-Z_]+)\.notice\(", source)}
+    emitted |= set(feed.WARNING_CODES)
+    assert len(emitted) >= 20
     assert emitted <= set(WARNING_CODES)
     readme = (root / "README.md").read_text()
     assert [c for c in WARNING_CODES if f"`{c}`" not in readme] == []
+
+
+@pytest.mark.parametrize(("code", "detail"), [("missing_object", "/a/b.jpg not found"), ("position_tie", "x and y"),
+                                              ("storage_error", "media/x: HTTP 503")])
+def test_a_warning_is_a_typed_notice_that_reads_as_the_reports_string(code, detail):
+    import json
+
+    from nacento_sync.codes import Code
+
+    notice = Code(code).notice(detail)
+    assert notice == f"{code}: {detail}" and notice.code is Code(code) and notice.detail == detail
+    assert json.loads(json.dumps([notice])) == [f"{code}: {detail}"]
+    assert notice.retriable is Code(code).retriable
