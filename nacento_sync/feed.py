@@ -205,6 +205,17 @@ def _store_code(field: str, code: str) -> None:
                          "top-level ones")
 
 
+def _clean_label(field: str, label: str | None, where: str, warnings: list[str]) -> str | None:
+    """A label checked like any text; its TAB, LF and CR become spaces, with a `label_whitespace` warning."""
+    if label is None:
+        return None
+    clean = check_text(field, label, label=True)
+    if clean != label:
+        warnings.append(Code.LABEL_WHITESPACE.notice(
+            f"{where}: tab, line feed or carriage return in the label replaced by a space"))
+    return clean
+
+
 def _store_values(n: int, entry: _Image, warnings: list[str]) -> tuple[tuple[str, StoreValues], ...]:
     """Image `n`'s `stores`, validated like the top-level fields; feed order kept."""
     out: list[tuple[str, StoreValues]] = []
@@ -217,15 +228,9 @@ def _store_values(n: int, entry: _Image, warnings: list[str]) -> tuple[tuple[str
             values = _StoreEntry.model_validate(raw)
         except ValidationError as exc:
             raise ValueError(_describe(exc, field)) from None
-        label = values.label
-        if label is not None:
-            label = check_text(f"{field}.label", label, label=True)
-            if label != values.label:
-                warnings.append(Code.LABEL_WHITESPACE.notice(
-                    f"image {n} ({entry.file_path}) store {code}: tab, line feed "
-                                "or carriage return in the label replaced by a space"))
-            if not label.strip():
-                label = None  # `""` clears, as at the top level
+        label = _clean_label(f"{field}.label", values.label, f"image {n} ({entry.file_path}) store {code}", warnings)
+        if label is not None and not label.strip():
+            label = None  # `""` clears, as at the top level
         given = frozenset(values.model_fields_set)
         out.append((code, StoreValues(label=label, position=values.position, disabled=values.disabled,
                                       given=given)))
@@ -284,14 +289,7 @@ def _images(entries: list[_Image]) -> tuple[tuple[DesiredImage, ...], tuple[str,
         check_text(f"images[{n - 1}].file_path", entry.file_path)
         for i, name in enumerate(entry.roles or ()):
             check_text(f"images[{n - 1}].roles[{i}]", name)
-        label = entry.label
-        if label is not None:
-            label = check_text(f"images[{n - 1}].label", label, label=True)
-            if label != entry.label:
-                warnings.append(Code.LABEL_WHITESPACE.notice(
-                    f"image {n} ({entry.file_path}): tab, line feed or carriage "
-                                "return in the label replaced by a space"))
-        labels.append(label)
+        labels.append(_clean_label(f"images[{n - 1}].label", entry.label, f"image {n} ({entry.file_path})", warnings))
         try:
             paths.append(canonical_path(entry.file_path))
         except ValueError as exc:
