@@ -50,6 +50,8 @@ def submit_cmd(
 
     Each valid SKU becomes one operation of a Magento bulk (Bulk Actions log of queue.admin_user_id).
 
+    Example: nacento-sync submit export.ndjson --json > answer.json
+
     Exit codes: 0 all accepted, 1 some rejected or not published, 2 bad usage or config, 3 unreachable.
     """
     cfg = _config(ctx, sync={"mode": mode.value if mode else None})
@@ -96,6 +98,8 @@ def worker_cmd(
 
     Runs until SIGTERM/SIGINT (what is held is finished and acked), --max-messages or --idle-exit.
 
+    Example: nacento-sync worker --idle-exit 60
+
     Exit codes: 0 stopped normally, 2 bad config, 3 database, bucket or
     broker unreachable at start, 130 a second signal stopped it at once
     (what it held is redelivered).
@@ -122,6 +126,8 @@ def status_cmd(
                                         "finished.")] = False,
 ) -> None:
     """A bulk's operations per status, its state (Magento's rule) and its failed SKUs.
+
+    Example: nacento-sync status 0f8fad5b-d9cb-469f-a165-70867728950e --watch
 
     Exit codes: 0 finished successfully, 1 finished with failures,
     2 bad usage or config, 3 database unreachable, 4 not finished yet,
@@ -194,6 +200,8 @@ def requeue_cmd(
                                              show_default=False, metavar="BULK_UUID")],
 ) -> None:
     """Republish a bulk's parked (status 2) operations and take their copies out of the failed queue.
+
+    Example: nacento-sync requeue 0f8fad5b-d9cb-469f-a165-70867728950e
 
     Exit codes: 0 done (also with nothing parked), 1 not all published, 2 bad config, 3 unreachable, 5 unknown bulk.
     """

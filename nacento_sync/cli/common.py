@@ -69,7 +69,8 @@ app = typer.Typer(
         "images cost nothing on the next run.\n\n"
         "Exit codes: 0 all SKUs ok (warnings allowed), 1 some SKU failed or a record was rejected, "
         "2 bad usage or config, 3 database or bucket unreachable / access denied / nothing found, "
-        "130/143 interrupted."
+        "130/143 interrupted.\n\n"
+        "Example: nacento-sync --config store.yaml sync export.ndjson"
     ),
     no_args_is_help=True,
     add_completion=False,

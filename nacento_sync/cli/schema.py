@@ -24,14 +24,18 @@ from nacento_sync.config import Config
 from nacento_sync.console import error, plain, say
 from nacento_sync.errors import SchemaError
 
-schema_app = typer.Typer(help="Install, remove or inspect nacento-sync's own table (nacento_media_gallery_meta).",
+schema_app = typer.Typer(help="Install, remove or inspect nacento-sync's own table (nacento_media_gallery_meta).\n\n"
+                         "Example: nacento-sync schema install",
                          no_args_is_help=True, cls=PlainGroup)
 app.add_typer(schema_app, name="schema")
 
 
 @schema_app.command("install", cls=PlainCommand)
 def schema_install(ctx: typer.Context) -> None:
-    """Create nacento_media_gallery_meta (a no-op if it exists: data from the PHP module is kept)."""
+    """Create nacento_media_gallery_meta (a no-op if it exists: data from the PHP module is kept).
+
+    Example: nacento-sync --config store.yaml schema install
+    """
     cfg = _config(ctx)
     from nacento_sync import magento  # aiomysql: only when a command talks to the database
 
@@ -45,7 +49,10 @@ def schema_uninstall(
     ctx: typer.Context,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (for scripts).")] = False,
 ) -> None:
-    """Drop nacento_media_gallery_meta (the remembered ETags; the next sync re-learns them)."""
+    """Drop nacento_media_gallery_meta (the remembered ETags; the next sync re-learns them).
+
+    Example: nacento-sync schema uninstall --yes
+    """
     cfg = _config(ctx)
     from nacento_sync import magento
 
@@ -65,6 +72,8 @@ def schema_status(
     json_out: Annotated[bool, typer.Option("--json", help="Print the status alone as JSON on stdout.")] = False,
 ) -> None:
     """Say whether the Magento tables and nacento_media_gallery_meta exist, and how the store is shaped.
+
+    Example: nacento-sync schema status --json
 
     Exit codes: 0 both exist, 1 one is missing, 2 bad config, 3 database unreachable.
     """

@@ -113,7 +113,10 @@ def sku(
     json_out: JsonOpt = False,
     purge_cache: PurgeOpt = False,
 ) -> None:
-    """Sync one SKU's gallery, e.g. nacento-sync sku SKU-001 --image m/y/front.jpg --image m/y/back.jpg"""
+    """Sync one SKU's gallery (what a PIM's save hook calls per product).
+
+    Example: nacento-sync sku SKU-001 --image m/y/front.jpg --image m/y/back.jpg
+    """
     if bool(images) == bool(image):
         error(err, "give either --images FILE or one or more --image PATH")
         raise typer.Exit(EXIT_USAGE)
