@@ -9,8 +9,10 @@ The JSON report and `--json` outputs keep the exact values; only console output 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
@@ -59,18 +61,65 @@ def line(*parts: str | Text | tuple[str, str]) -> Text:
     return out
 
 
+class Mode:
+    """How messages reach stderr, set once by the CLI from `--quiet` and `--log-format`."""
+
+    #: `--quiet`: on stderr only errors (the command's final one-line summary goes to stdout).
+    quiet = False
+    #: `--log-format json`: every stderr line is a JSON object (`time`, `level`, `message`).
+    json = False
+
+
+def json_line(level: str, message: str, **extra: Any) -> str:
+    """One JSON log line; `ensure_ascii` keeps any control character or lone surrogate escaped."""
+    return json.dumps({"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": level,
+                       "message": message, **extra}, ensure_ascii=True)
+
+
+def _to_stderr(console: Console, level: str, text: Text) -> bool:
+    """Handle a stderr message under `--quiet` / `--log-format json`; True when nothing is left to print."""
+    if not console.stderr:
+        return False
+    if Mode.quiet and level != "error":
+        return True
+    if Mode.json:
+        console.file.write(json_line(level, text.plain) + "\n")
+        console.file.flush()
+        return True
+    return False
+
+
 def say(console: Console, *parts: str | Text | tuple[str, str]) -> None:
     """Print one line built by `line` (soft-wrapped, so a long value is never cut)."""
-    console.print(line(*parts), soft_wrap=True, highlight=False)
+    text = line(*parts)
+    if not _to_stderr(console, "info", text):
+        console.print(text, soft_wrap=True, highlight=False)
 
 
 def error(console: Console, message: Any) -> None:
     """`error: <message>`; the message is data (it often quotes a value or a server's words)."""
-    say(console, ("error:", "red"), " ", plain(message, newlines=True))
+    _labelled(console, "error", "red", message)
 
 
 def warning(console: Console, message: Any) -> None:
-    say(console, ("warning:", "yellow"), " ", plain(message, newlines=True))
+    _labelled(console, "warning", "yellow", message)
+
+
+def _labelled(console: Console, level: str, style: str, message: Any) -> None:
+    text = plain(message, newlines=True)
+    if not _to_stderr(console, level, line(text)):
+        console.print(line((f"{level}:", style), " ", text), soft_wrap=True, highlight=False)
+
+
+class JsonFormatter(logging.Formatter):
+    """Log records as JSON lines for log pipelines (`--log-format json`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        try:
+            message = record.getMessage()
+        except Exception as e:  # a bad format string or argument must not lose the log line
+            message = f"{record.msg!r} {record.args!r} (unformattable: {type(e).__name__})"
+        return json_line(record.levelname.lower(), message, logger=record.name)
 
 
 class PlainFormatter(logging.Formatter):

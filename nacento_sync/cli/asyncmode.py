@@ -19,7 +19,7 @@ from rich.text import Text
 
 from nacento_sync.cli.common import EXIT_FAILED, EXIT_OK, ModeOpt, PlainCommand, _config, app, err, out
 from nacento_sync.cli.common import call as _call
-from nacento_sync.console import error, plain, say, text, warning
+from nacento_sync.console import Mode, error, plain, say, text, warning
 from nacento_sync.errors import UnknownBulk
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def submit_cmd(
         rejected = [i for i in result.request_items if i.status != "accepted"]
         say(out, f"bulk {result.bulk_uuid or '-'} (request {result.request_id}): {result.accepted} accepted, "
                  f"{len(rejected)} rejected")
-        if rejected:
+        if rejected and not Mode.quiet:
             table = Table(title=Text(f"Rejected items ({len(rejected)})"), title_justify="left")
             table.add_column("id", justify="right")
             table.add_column("error", overflow="fold")
@@ -149,6 +149,9 @@ def status_cmd(
         raise typer.Exit(EXIT_UNKNOWN) from None
     if json_out:
         sys.stdout.write(json.dumps(summary.as_json()) + "\n")
+    elif Mode.quiet:
+        say(out, f"bulk {summary.bulk_uuid}: {summary.state}, {summary.done} of {summary.operation_count} "
+                 f"operations done, {len(summary.failed)} failed")
     else:
         _render_status(summary)
     raise typer.Exit({FINISHED_SUCCESSFULLY: EXIT_OK, FINISHED_WITH_FAILURE: EXIT_FAILED}.get(

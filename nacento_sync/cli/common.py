@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
@@ -23,7 +24,7 @@ from rich.logging import RichHandler
 
 from nacento_sync import __version__
 from nacento_sync.config import Config, ConfigError, load_config
-from nacento_sync.console import PlainFormatter, error
+from nacento_sync.console import JsonFormatter, Mode, PlainFormatter, error
 from nacento_sync.errors import AccessError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ACCESS = 0, 1, 2, 3
@@ -117,15 +118,45 @@ def _version(value: bool) -> None:
         raise typer.Exit(EXIT_OK)
 
 
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
 @app.callback()
 def _main(
     ctx: typer.Context,
     config: ConfigOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr, and the final one-line "
+                                        "summary on stdout (for cron, which mails what reaches stderr).")] = False,
+    log_format: Annotated[LogFormat, typer.Option("--log-format", help="text, or json: one JSON object per "
+                                                  "stderr line (time, level, message) for log pipelines.")]
+    = LogFormat.text,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,  # noqa: ARG001
                                           help="Print the version and exit.")] = False,  # (handled by _version)
 ) -> None:
-    ctx.obj = {"config": str(config) if config else None}
-    logging.basicConfig(level=logging.INFO, handlers=[log_handler(err)])
+    ctx.obj = {"config": str(config) if config else None, "quiet": quiet}
+    Mode.quiet, Mode.json = quiet, log_format is LogFormat.json
+    configure_logging()
+
+
+def configure_logging() -> None:
+    """The tool's log records (logger `nacento_sync`) on stderr, as `--quiet` and `--log-format` say.
+
+    Replaces the handler a previous invocation in the same process installed, and leaves the root logger
+    (and whatever a host application or test runner put there) alone."""
+    logger = logging.getLogger("nacento_sync")
+    for old in [h for h in logger.handlers if getattr(h, "nacento", False)]:
+        logger.removeHandler(old)
+    handler: logging.Handler
+    if Mode.json:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler = log_handler(err)
+    handler.nacento = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(logging.ERROR if Mode.quiet else logging.INFO)
 def log_handler(console: Console) -> logging.Handler:
     """Log records on the console as plain text: they carry SKUs, paths and servers' messages."""
     handler = RichHandler(console=console, show_path=False, markup=False)

@@ -38,7 +38,7 @@ from nacento_sync.cli.common import (
     out,
 )
 from nacento_sync.config import Config
-from nacento_sync.console import error, plain, say
+from nacento_sync.console import Mode, error, plain, say
 from nacento_sync.errors import AccessError, UsageError
 from nacento_sync.feed import Feed, FeedError, parse_record
 from nacento_sync.models import Item, Rejection
@@ -188,7 +188,10 @@ def _explain(result: SyncResult, cfg: Config, json_out: bool, command: str) -> N
     if result.report_error:
         error(err, result.report_error)
     if result.report is not None and not json_out:
-        _render(result.report, command)
+        if Mode.quiet:
+            say(out, one_line(result.report, command))
+        else:
+            _render(result.report, command)
     if result.stale_images and not cfg.sync.purge_cache:
         say(err, f"{result.stale_images} image(s) changed bytes or were deleted: their resized copies "
                  "(media/catalog/product/cache/) may be stale; re-run with --purge-cache to delete them")
@@ -200,6 +203,16 @@ def _explain(result: SyncResult, cfg: Config, json_out: bool, command: str) -> N
         assert cfg.storage is not None
         error(err, f"none of the {result.images_looked_up} listed images exists in bucket {cfg.storage.bucket!r} "
                    f"under prefix {cfg.storage.prefix!r}: the bucket or storage.prefix looks wrong")
+
+
+def one_line(report: Report, command: str) -> str:
+    """The run in one line: `--quiet`'s summary on stdout."""
+    st = report.stats
+    return (f"nacento-sync {command}{' (dry run)' if report.dry_run else ''} {report.request_id}: "
+            f"{st.skus_seen} SKUs, {st.ok} ok, {st.error} failed, {st.rejected} rejected records; images "
+            f"{st.inserted} inserted, {st.updated_value} updated_value, {st.updated_meta} updated_meta, "
+            f"{st.skipped_no_change} skipped_no_change, {st.deleted} deleted, {st.missing} missing; "
+            f"{len(report.changed_product_ids)} products changed")
 
 
 def _render(report: Report, command: str) -> None:
