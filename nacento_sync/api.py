@@ -39,6 +39,10 @@ Status = Literal["ok", "failed", "access", "interrupted"]
 class ReportFileError(UsageError):
     """The report file cannot be written (checked before anything is synced)."""
 
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"report file {path}: {problem}")
+        self.path, self.problem = path, problem
+
 
 @dataclass
 class SyncResult:
@@ -117,7 +121,7 @@ def sync(
     """
     options = options or Options.from_config(config)
     if report_file is not None and (problem := report_path_problem(report_file)):
-        raise ReportFileError(f"report file {report_file}: {problem}")
+        raise ReportFileError(report_file, problem)
     spill = partial_path(report_file) if report_file is not None else None
     with ReportBuilder(None, options.mode, options.dry_run, spill=spill) as builder:
         started = time.monotonic()

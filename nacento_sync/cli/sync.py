@@ -42,7 +42,7 @@ from nacento_sync.console import Mode, error, plain, say
 from nacento_sync.errors import AccessError, UsageError
 from nacento_sync.feed import Feed, FeedError, parse_record
 from nacento_sync.models import Item, Rejection
-from nacento_sync.report import Report, render, report_path_problem
+from nacento_sync.report import Report, render
 
 if TYPE_CHECKING:
     from nacento_sync import SyncResult
@@ -84,9 +84,6 @@ def sync(
                                                 "concurrency": concurrency,
                                                 "etag_strategy": etag_strategy.value if etag_strategy else None,
                                                 "purge_cache": purge_cache or None})
-    if report_file and (problem := report_path_problem(report_file)):
-        error(err, f"--report {plain(report_file)}: {problem}")
-        raise typer.Exit(EXIT_USAGE)
     try:
         feed = Feed(exports)
     except FeedError as e:  # `-` with stdin closed
@@ -149,7 +146,7 @@ def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, all
 
     The report is written (and the exit code decided) by the library before anything is rendered: a
     failure while rendering never loses the report nor changes the code beyond README's table."""
-    from nacento_sync import Options, sync  # aioboto3 and aiomysql: only when a command syncs
+    from nacento_sync import Options, ReportFileError, sync  # aioboto3 and aiomysql: only when a command syncs
 
     options = Options.from_config(cfg, dry_run=dry_run, allow_empty=allow_empty)
     with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(), TaskProgressColumn(),
@@ -169,6 +166,9 @@ def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, all
         except AccessError as e:
             error(err, e)
             raise typer.Exit(EXIT_ACCESS) from None
+        except ReportFileError as e:  # checked by the library before anything is synced
+            error(err, f"--report {plain(e.path)}: {e.problem}")
+            raise typer.Exit(EXIT_USAGE) from None
         except UsageError as e:
             error(err, e)
             raise typer.Exit(EXIT_USAGE) from None
