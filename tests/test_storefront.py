@@ -227,7 +227,9 @@ def test_feed_store_values_given_null_and_empty(store, bucket, sync):
     assert not any(e.ambiguous for sid in (0, store.fr, store.de) for e in sf.gallery(store, p.link_id, sid))
 
 
-def test_merge_keeps_deliberate_values_and_makes_copies_follow(store, bucket, sync):
+def deliberate_and_copies(store, bucket):
+    """Five images and a video; fr: admin copies plus a translation of a, c hidden, e translated and hidden;
+    de: admin copies, then an order dragged (renumbered from 0). Returns (p, (a, b, c, d, e), video)."""
     p, (a, b, c, d, e) = base_product(store, bucket, n=5, video=True)
     v = "/v/v/video.jpg"
     admin_copies(store, p.link_id, store.fr)
@@ -235,7 +237,12 @@ def test_merge_keeps_deliberate_values_and_makes_copies_follow(store, bucket, sy
     set_store_row(store, p.link_id, c, store.fr, disabled=1)
     set_store_row(store, p.link_id, e, store.fr, label="E-fr", disabled=1)
     admin_copies(store, p.link_id, store.de)
-    drag(store, p.link_id, store.de, [d, c, v, b, a, e])  # renumbered from 0
+    drag(store, p.link_id, store.de, [d, c, v, b, a, e])
+    return p, (a, b, c, d, e), v
+
+
+def test_merge_keeps_deliberate_values_and_makes_copies_follow(store, bucket, sync):
+    p, (a, b, c, d, e), v = deliberate_and_copies(store, bucket)
     out = sync([{"sku": "SKU-1", "images": [  # e is not listed: it keeps its store-view rows
         img(a, label="A2"), img(b, label="B2", disabled=True), img(c, label="C2"), img(d, label="D2")]}])
     assert out.result("SKU-1").error is None
@@ -700,14 +707,7 @@ def test_expect_agrees_with_the_hand_written_scenarios(magento_factory):
         def put(self, path):
             pass
 
-    p, (a, b, c, d, e) = base_product(store, NoBucket(), n=5, video=True)
-    v = "/v/v/video.jpg"
-    admin_copies(store, p.link_id, store.fr)
-    set_store_row(store, p.link_id, a, store.fr, label="A-fr")
-    set_store_row(store, p.link_id, c, store.fr, disabled=1)
-    set_store_row(store, p.link_id, e, store.fr, label="E-fr", disabled=1)
-    admin_copies(store, p.link_id, store.de)
-    drag(store, p.link_id, store.de, [d, c, v, b, a, e])
+    p, (a, b, c, d, e), v = deliberate_and_copies(store, NoBucket())
     store.set_varchar(p.link_id, "image", a)
     store.set_varchar(p.link_id, "small_image", a)
     store.set_varchar(p.link_id, "image", b, store_id=store.fr)
