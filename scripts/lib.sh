@@ -82,6 +82,11 @@ ensure_deps() {
     if [[ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]]; then
         missing+=(rabbitmq-server)
     fi
+    # --magento-root reads app/etc/env.php with PHP; php-mysql defines the PDO::MYSQL_ATTR_* constants
+    # that env.php files use for TLS (without it, such a file fails to load).
+    if ! command -v php >/dev/null 2>&1 || ! php -r 'exit(defined("PDO::MYSQL_ATTR_SSL_CA") ? 0 : 1);' >/dev/null 2>&1; then
+        missing+=(php-cli php-mysql)
+    fi
     if ((${#missing[@]})); then
         _apt_install "${missing[@]}"
     fi
