@@ -437,6 +437,17 @@ async def gallery_values(conn, schema: Schema) -> list[str]:
         return [r[0] for r in await cur.fetchall()]
 
 
+async def sample_images(conn, schema: Schema, limit: int = 3) -> list[str]:
+    """The paths of the gallery's newest images (by primary key: no scan), for `doctor` to HEAD."""
+    async with conn.cursor() as cur:
+        await cur.execute(f"SELECT value FROM {schema.t('catalog_product_entity_media_gallery')} "
+                          "WHERE media_type = 'image' AND value IS NOT NULL AND value <> '' "
+                          "ORDER BY value_id DESC LIMIT %s", (limit,))
+        values = [str(r[0]) for r in await cur.fetchall()]
+    await conn.rollback()
+    return values
+
+
 async def lock_products(conn, schema: Schema, link_ids: Sequence[int]) -> set[int]:
     """Lock the batch's product rows in a fixed order; returns the ones that still exist."""
     if not link_ids:

@@ -199,3 +199,14 @@ class Storage:
         errors = [f"{e.get('Key', '?')}: {e.get('Code', '')} {e.get('Message', '')}".strip()
                   for e in answer.get("Errors", ())]
         return len(keys) - len(errors), errors
+
+    async def delete_object(self, key: str) -> int:
+        """One DeleteObject of `key`: the HTTP status (204 when deleting is allowed, even for a key that
+        does not exist; 403 when it is denied). For `doctor`, which deletes a key that cannot exist."""
+        self.requests["DELETE"] = self.requests.get("DELETE", 0) + 1
+        try:
+            async with self._sem:
+                answer = await self._client.delete_object(Bucket=self.cfg.bucket, Key=key)
+        except ClientError as e:
+            return _status(e)
+        return int(answer.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)

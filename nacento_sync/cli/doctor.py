@@ -1,0 +1,65 @@
+"""`doctor`: is this installation ready? One line per check, with a hint for each failure."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Annotated
+
+import typer
+
+from nacento_sync import config as config_module
+from nacento_sync.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PlainCommand, app, out
+from nacento_sync.config import Config, ConfigError, config_path, load_config
+from nacento_sync.console import say
+from nacento_sync.doctor import Check, all_ok, config_detail, failed, passed, report_json
+
+_STYLE = {"✓": "green", "✗": "red", "i": "cyan"}
+
+
+@app.command("doctor", cls=PlainCommand)
+def doctor(
+    ctx: typer.Context,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the checks alone as JSON on stdout: "
+                                           '{"checks": [{"name", "ok", "info", "detail", "hint"}], "ok"}.')] = False,
+) -> None:
+    """Check the configuration, the database (privileges, Magento's tables, the meta table), the bucket and
+    the broker: one line per check, ✓ passed, ✗ failed with a hint, i information.
+
+    Example: nacento-sync --config store.yaml doctor
+
+    Exit codes: 0 no check failed, 1 some check failed, 2 bad usage or configuration.
+    """
+    cfg, check = _config_check(ctx.obj["config"])
+    checks = [check]
+    if cfg is not None:
+        from nacento_sync.doctor_checks import run_checks  # the adapters: only once the config is valid
+
+        checks += asyncio.run(run_checks(cfg, "queue" in cfg.model_fields_set))
+    if json_out:
+        print(json.dumps(report_json(checks), ensure_ascii=False))
+    else:
+        for c in checks:
+            say(out, (c.mark, _STYLE[c.mark]), " ", c.name, ": ", c.detail)
+            if c.hint:
+                say(out, "    hint: ", c.hint)
+        failures = sum(not c.ok for c in checks)
+        say(out, f"doctor: {len(checks)} checks, {failures} failed")
+    raise typer.Exit(EXIT_USAGE if cfg is None else EXIT_OK if all_ok(checks) else EXIT_FAILED)
+
+
+def _config_check(explicit: str | None) -> tuple[Config | None, Check]:
+    """The configuration and its ✓ line, or None and a ✗ line (the message names the key, never a secret)."""
+    path, _ = config_path(explicit, os.environ)
+    try:
+        cfg = load_config(explicit)
+        if "queue" in cfg.model_fields_set:
+            cfg.queue.checked_url()
+    except ConfigError as e:
+        return None, failed("configuration", str(e), "fix the key named, in the config file or its "
+                            "NACENTO_<SECTION>__<KEY> environment variable")
+    # TODO(merge): with --magento-root, `value_sources` names env.php too; its errors are ConfigErrors (exit 2).
+    value_sources = getattr(config_module, "value_sources", None)
+    sources = value_sources(cfg) if value_sources is not None else None
+    return cfg, passed("configuration", "valid; " + config_detail(str(path), path.exists(), sources))
