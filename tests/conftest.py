@@ -120,3 +120,16 @@ def store(magento_factory: Callable[..., MagentoStore]) -> MagentoStore:
     s = magento_factory("ce")
     install_meta(s)
     return s
+
+
+@pytest.fixture
+def restricted_user(db_params: dict[str, Any]) -> Iterator[Callable[..., dict[str, Any]]]:
+    """`make(store, scopes=("sync",), without=None)` -> db_params of a new MariaDB user that has exactly the
+    grants README documents for those commands (nacento_sync.grants) on `store`'s database, less `without`
+    = (table, privilege); every user is dropped afterwards. The meta table must exist first (MariaDB grants
+    on a missing table only with CREATE)."""
+    from privileges import RestrictedUsers
+
+    users = RestrictedUsers(db_params)
+    yield users.create
+    users.drop_all()
