@@ -27,6 +27,8 @@ class Check:
     detail: str
     hint: str | None = None
     info: bool = False
+    #: Not run because a check it depends on failed (a ✗: nothing was verified).
+    skipped: bool = False
 
     @property
     def mark(self) -> str:
@@ -50,11 +52,18 @@ def informed(name: str, detail: str, hint: str | None = None) -> Check:
 
 def skipped(name: str, because: str) -> Check:
     """A check that could not run because an earlier one failed: not verified, so not ok."""
-    return Check(name, False, f"not checked: {because}", f"fix the {because.split()[0]} check first")
+    return Check(name, False, f"not checked: {because}", f"fix the {because.split()[0]} check first", skipped=True)
 
 
 def all_ok(checks: Iterable[Check]) -> bool:
     return all(c.ok for c in checks)
+
+
+def summary(checks: list[Check]) -> str:
+    """The last line of the text report."""
+    failures = sum(not c.ok and not c.skipped for c in checks)
+    not_checked = sum(c.skipped for c in checks)
+    return f"doctor: {len(checks)} checks, {failures} failed" + (f", {not_checked} not checked" if not_checked else "")
 
 
 def report_json(checks: list[Check]) -> dict[str, Any]:

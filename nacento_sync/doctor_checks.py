@@ -8,6 +8,7 @@ costs its own time limit once. The decisions are `doctor`'s pure functions.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -218,5 +219,5 @@ async def run_checks(cfg: Config, queue_configured: bool) -> list[Check]:
     groups = await asyncio.gather(database_then_signal(), _guarded("storage", bucket), _guarded("broker", broker))
     secrets = [cfg.database.password, cfg.queue.url,
                *((cfg.storage.access_key, cfg.storage.secret_key) if cfg.storage else ())]
-    return [Check(c.name, c.ok, mask(c.detail, *secrets), c.hint and mask(c.hint, *secrets), c.info)
+    return [dataclasses.replace(c, detail=mask(c.detail, *secrets), hint=c.hint and mask(c.hint, *secrets))
             for group in groups for c in group]

@@ -27,7 +27,7 @@ class Grant:
     why: str
     scope: str = SYNC
     #: Needed only on MySQL: MySQL ≥ 8.0.22 requires UPDATE (or DELETE) besides SELECT for `SELECT … FOR
-    #: UPDATE`; MariaDB needs SELECT alone.
+    #: UPDATE`, and MySQL checks REFERENCES for a foreign key; MariaDB checks neither.
     mysql_only: bool = False
 
 
@@ -46,8 +46,11 @@ GRANTS: tuple[Grant, ...] = (
     Grant(("SELECT", "INSERT", "DELETE"), "catalog_product_entity_media_gallery_value_to_entity",
           "which product an entry belongs to"),
     Grant(GALLERY_WRITE, "catalog_product_entity_varchar", "roles and their labels"),
-    Grant(GALLERY_WRITE, META_TABLE, "the ETags synced"),
-    Grant(("SELECT", "INSERT", "UPDATE"), BULK_TABLE, "bulks (submit) and their look-ups", scope=ASYNC),
+    Grant(("SELECT", "INSERT", "UPDATE"), META_TABLE, "the ETags synced (its rows go with their value rows by "
+          "a foreign-key cascade, which needs no privilege)"),
+    Grant(("SELECT", "INSERT"), BULK_TABLE, "bulks (submit) and their look-ups", scope=ASYNC),
+    Grant(("UPDATE",), BULK_TABLE, "SELECT … FOR UPDATE on MySQL 8 (no bulk is updated)", scope=ASYNC,
+          mysql_only=True),
     Grant(("SELECT", "INSERT", "UPDATE"), OPERATION_TABLE, "operations and their statuses", scope=ASYNC),
     Grant(("CREATE", "DROP"), META_TABLE, "schema install / uninstall", scope=SCHEMA),
     Grant(("REFERENCES",), "catalog_product_entity_media_gallery_value",

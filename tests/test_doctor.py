@@ -122,6 +122,9 @@ def test_a_wrong_bucket_fails_and_skips_what_depends_on_it(store, bucket, db_par
     for name in ("sample image", "cache folder", "cache purge"):
         assert not checks[name]["ok"] and checks[name]["detail"] == "not checked: storage unreachable"
     assert checks["database"]["ok"] and checks["meta table"]["ok"]
+    text = _doctor(tmp_path, cfg)
+    assert text.stdout.rstrip().endswith("doctor: 10 checks, 1 failed, 3 not checked")
+    assert "hint: fix the storage check first" not in text.stdout  # said once, on the line that failed
 
 
 class _Refusing(http.server.BaseHTTPRequestHandler):

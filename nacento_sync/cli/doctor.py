@@ -13,7 +13,7 @@ from nacento_sync import config as config_module
 from nacento_sync.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PlainCommand, app, out
 from nacento_sync.config import Config, ConfigError, config_path, load_config
 from nacento_sync.console import say
-from nacento_sync.doctor import Check, all_ok, config_detail, failed, passed, report_json
+from nacento_sync.doctor import Check, all_ok, config_detail, failed, passed, report_json, summary
 
 _STYLE = {"✓": "green", "✗": "red", "i": "cyan"}
 
@@ -42,10 +42,9 @@ def doctor(
     else:
         for c in checks:
             say(out, (c.mark, _STYLE[c.mark]), " ", c.name, ": ", c.detail)
-            if c.hint:
+            if c.hint and not c.skipped:  # a skipped line's hint is "fix the check above"
                 say(out, "    hint: ", c.hint)
-        failures = sum(not c.ok for c in checks)
-        say(out, f"doctor: {len(checks)} checks, {failures} failed")
+        say(out, summary(checks))
     raise typer.Exit(EXIT_USAGE if cfg is None else EXIT_OK if all_ok(checks) else EXIT_FAILED)
 
 
