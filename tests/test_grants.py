@@ -179,3 +179,18 @@ def test_config_detail_lists_the_sources_given():
     assert doctor.config_detail("x.yaml", True, None) == "config file x.yaml"
     detail = doctor.config_detail("x.yaml", True, {"database.password": "environment", "sync.mode": "default"})
     assert detail == "config file x.yaml; values: database.password (environment)"
+
+
+def test_the_readme_shows_exactly_the_list():
+    """README's "Database privileges" holds every statement of the list (merged per table and scope)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### Database privileges", 1)[1].split("\n### ", 1)[0]
+    shown = {line.rstrip(";") for line in section.splitlines() if line.startswith("GRANT ")}
+    expected = set()
+    for scope in (grants.SYNC, grants.ASYNC, grants.SCHEMA):
+        for mysql_only in (False, True):
+            wanted = tuple(g for g in grants.needed((scope,)) if g.mysql_only == mysql_only)
+            expected.update(grants.statements("magento", "", "'nacento'@'%'", wanted))
+    assert shown == expected
