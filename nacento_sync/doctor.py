@@ -230,8 +230,9 @@ def account_sql(current_user: str) -> str:
 
 
 def privileges_check(missing: Mapping[str, tuple[str, ...]], database: str, account: str,
-                     scopes: tuple[str, ...]) -> Check:
-    """✓ when nothing is missing; else ✗ naming each missing grant, the hint the GRANT statements."""
+                     scopes: tuple[str, ...], absent: Iterable[str] = ()) -> Check:
+    """✓ when nothing is missing; else ✗ naming each missing grant, the hint the GRANT statements. A table
+    in `absent` does not exist yet (the meta table before `schema install`): MariaDB refuses a grant on it."""
     commands = " and ".join({"sync": "sync/sku", "async": "submit/worker/status/requeue",
                              "schema": "schema install/uninstall"}[s] for s in scopes)
     if not missing:
@@ -239,7 +240,9 @@ def privileges_check(missing: Mapping[str, tuple[str, ...]], database: str, acco
     named = "; ".join(f"{', '.join(p)} on {table}" for table, p in missing.items())
     sql = " ".join(f"GRANT {', '.join(p)} ON {grant_list.quote(database)}.{grant_list.quote(table)} TO {account};"
                    for table, p in missing.items())
-    return failed("privileges", f"missing for {commands}: {named}", f"as an administrator: {sql}")
+    later = [table for table in missing if table in set(absent)]
+    first = f"run `nacento-sync schema install` first ({', '.join(later)} does not exist yet), then " if later else ""
+    return failed("privileges", f"missing for {commands}: {named}", f"{first}as an administrator: {sql}")
 
 
 # ---------------------------------------------------------------- the other decisions

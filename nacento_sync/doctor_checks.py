@@ -53,11 +53,16 @@ async def database_checks(cfg: Config, scopes: tuple[str, ...]) -> tuple[list[Ch
         checks.append(passed("database", f"{version} at {where}, database {db.name} as {current_user}"))
         is_mysql = "mariadb" not in str(version).lower()
         missing = doctor.missing_privileges(lines, db.name, db.table_prefix, grants.needed(scopes, mysql=is_mysql))
-        checks.append(doctor.privileges_check(missing, db.name, doctor.account_sql(str(current_user)), scopes))
+        meta = await magento.meta_status(conn, db.table_prefix)
+        absent = () if meta["exists"] else (meta["table"],)
+        checks.append(doctor.privileges_check(missing, db.name, doctor.account_sql(str(current_user)), scopes,
+                                              absent))
         try:
             schema = await magento.detect_schema(conn, db.table_prefix)
         except SchemaError as e:
-            checks += [failed("magento tables", _why(e), "check database.name and database.table_prefix"),
+            hint = "check database.name and database.table_prefix"  # a table we may not read looks absent too
+            hint = f"grant what the privileges check names, or {hint}" if missing else hint
+            checks += [failed("magento tables", _why(e), hint),
                        *(skipped(n, "magento tables not found") for n in later[2:])]
             return checks, None
         roles = ", ".join(f"{r} {schema.attribute_ids[r]}" for r in schema.roles)
@@ -70,21 +75,27 @@ async def database_checks(cfg: Config, scopes: tuple[str, ...]) -> tuple[list[Ch
         checks.append(doctor.charset_check(schema.narrow))
         checks.append(doctor.meta_check(schema.has_meta, db.table_prefix + magento.META_TABLE))
         return checks, await magento.sample_images(conn, schema, SAMPLES)
-    except (AccessError, OSError, TimeoutError) as e:
-        return _after_failure(checks, "database", _why(e), later), None
-    except Exception as e:  # a server's error mid-way (pymysql's): a line, never a crash
-        return _after_failure(checks, "database", f"{type(e).__name__}: {_why(e)}", later), None
+    except Exception as e:  # a lost connection or a server's error mid-way: a line, never a crash
+        return _after_failure(checks, e, later), None
     finally:
         conn.close()
 
 
-def _after_failure(done: list[Check], name: str, why: str, later: tuple[str, ...]) -> list[Check]:
-    """`done` plus a ✗ for the check that was running and "not checked" for the rest."""
+#: MySQL's "command denied" errors (table, column, database).
+_DENIED = {1142, 1143, 1044}
+
+
+def _after_failure(done: list[Check], e: BaseException, later: tuple[str, ...]) -> list[Check]:
+    """`done` plus a ✗ for the check that was running (the server's error number and words) and
+    "not checked" for the rest."""
+    code = e.args[0] if e.args and isinstance(e.args[0], int) else None
+    why = f"error {code}: {e.args[1] if len(e.args) > 1 else ''}".strip() if code else _why(e)
+    hint = ("grant what the privileges check names" if code in _DENIED else
+            "the message says why; run doctor again once it is fixed")
     names = {c.name for c in done}
-    running = next((n for n in (name, *later) if n not in names), name)
+    running = next((n for n in ("database", *later) if n not in names), "database")
     rest = [n for n in later if n not in names and n != running]
-    return [*done, failed(running, why, "see the message; run doctor again when the server answers"),
-            *(skipped(n, f"{running} failed") for n in rest)]
+    return [*done, failed(running, why, hint), *(skipped(n, f"{running} failed") for n in rest)]
 
 
 async def storage_checks(store: Any, purge_cache: bool) -> tuple[list[Check], bool]:

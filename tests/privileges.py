@@ -33,10 +33,12 @@ class RestrictedUsers:
     def __init__(self, admin: dict[str, Any]) -> None:
         self.admin = admin
         self.accounts: list[str] = []
+        self.roles: list[str] = []
 
     def create(self, store, scopes: tuple[str, ...] = (grants.SYNC,),
-               without: tuple[str, str] | None = None) -> dict[str, Any]:
-        """A new user `nst_<hex>`@`%` with a distinctive password and the grants; its connection keywords."""
+               without: tuple[str, str] | None = None, via_role: bool = False) -> dict[str, Any]:
+        """A new user `nst_<hex>`@`%` with a distinctive password and the grants (given to a default role
+        of its own with `via_role`); its connection keywords."""
         user, password = f"nst_{uuid.uuid4().hex[:12]}", f"pw-{uuid.uuid4().hex}"
         account = f"'{user}'@'%'"
         conn = pymysql.connect(autocommit=True, **self.admin)
@@ -44,7 +46,14 @@ class RestrictedUsers:
             with conn.cursor() as cur:
                 cur.execute(f"CREATE USER {account} IDENTIFIED BY '{password}'")  # hex: nothing to escape
                 self.accounts.append(account)
-                for sql in grant_statements(store, account, scopes, without):
+                grantee = account
+                if via_role:
+                    grantee = f"nst_role_{uuid.uuid4().hex[:12]}"
+                    cur.execute(f"CREATE ROLE {grantee}")
+                    self.roles.append(grantee)
+                    cur.execute(f"GRANT {grantee} TO {account}")
+                    cur.execute(f"SET DEFAULT ROLE {grantee} FOR {account}")
+                for sql in grant_statements(store, grantee, scopes, without):
                     cur.execute(sql)
         finally:
             conn.close()
@@ -56,5 +65,7 @@ class RestrictedUsers:
             with conn.cursor() as cur:
                 for account in self.accounts:
                     cur.execute(f"DROP USER IF EXISTS {account}")
+                for role in self.roles:
+                    cur.execute(f"DROP ROLE IF EXISTS {role}")
         finally:
             conn.close()

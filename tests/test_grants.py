@@ -133,6 +133,9 @@ def test_privileges_check_names_the_grant_in_its_hint():
     assert check.hint == ("as an administrator: GRANT DELETE ON `shop`.`catalog_product_entity_media_gallery` "
                           "TO 'u'@'%';")
     assert doctor.privileges_check({}, "shop", "'u'@'%'", (grants.SYNC,)).ok
+    later = doctor.privileges_check({"nacento_media_gallery_meta": ("SELECT",)}, "shop", "'u'@'%'", (grants.SYNC,),
+                                    absent=("nacento_media_gallery_meta",))
+    assert (later.hint or "").startswith("run `nacento-sync schema install` first")
 
 
 def test_account_sql():

@@ -26,6 +26,11 @@ def _config_file(tmp_path, store, bucket, params, **extra):
     return str(path)
 
 
+def _checks_named(res, name: str) -> dict:
+    (check,) = [c for c in json.loads(res.stdout)["checks"] if c["name"] == name]
+    return check
+
+
 def test_full_sync_merge_then_replace_as_the_restricted_user(magento, bucket, restricted_user, tmp_path):
     install_meta(magento)
     fr = magento.add_store("fr")
@@ -144,3 +149,14 @@ def test_doctor_names_any_missing_read_grant(store, bucket, restricted_user, tmp
     assert res.returncode == 1
     (check,) = [c for c in json.loads(res.stdout)["checks"] if c["name"] == "privileges"]
     assert f"SELECT on {without[0]}" in check["detail"]
+    magento_tables = _checks_named(res, "magento tables")  # a table we may not read looks absent
+    assert not magento_tables["ok"] and "grant what the privileges check names" in magento_tables["hint"]
+    if without[0] == "eav_attribute":
+        assert magento_tables["detail"].startswith("error 1142: SELECT command denied")
+
+
+def test_grants_through_a_default_role_count(store, bucket, restricted_user, tmp_path):
+    config = _config_file(tmp_path, store, bucket, restricted_user(store, SYNC, via_role=True))
+    res = cli("--config", config, "doctor", "--json")
+    (check,) = [c for c in json.loads(res.stdout)["checks"] if c["name"] == "privileges"]
+    assert check["ok"], check
