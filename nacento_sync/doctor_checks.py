@@ -12,12 +12,15 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nacento_sync import doctor, grants
 from nacento_sync.config import Config, ConfigError, QueueConfig, mask, redact_url
 from nacento_sync.doctor import Check, failed, passed, skipped
 from nacento_sync.errors import AccessError, SchemaError
+
+if TYPE_CHECKING:
+    from nacento_sync.storage import Storage
 
 log = logging.getLogger("nacento_sync")
 
@@ -98,7 +101,7 @@ def _after_failure(done: list[Check], e: BaseException, later: tuple[str, ...]) 
     return [*done, failed(running, why, hint), *(skipped(n, f"{running} failed") for n in rest)]
 
 
-async def storage_checks(store: Any, purge_cache: bool) -> tuple[list[Check], bool]:
+async def storage_checks(store: Storage, purge_cache: bool) -> tuple[list[Check], bool]:
     """storage, cache folder, cache purge (with sync.purge_cache) on an S3 `storage.Storage`, entered;
     and whether the bucket answered. A filesystem root gets its own variant of this function."""
     from nacento_sync import storage
@@ -143,7 +146,7 @@ def _storage_error(e: BaseException) -> str:
     return "no answer in time" if isinstance(e, TimeoutError) else type(e).__name__
 
 
-async def sample_image_check(store: Any, paths: list[str]) -> Check:
+async def sample_image_check(store: Storage, paths: list[str]) -> Check:
     """HEAD the gallery's newest images (bounded by the storage timeouts)."""
     from nacento_sync import storage
 

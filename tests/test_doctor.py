@@ -16,6 +16,7 @@ from helpers import config_dict, install_meta
 from test_cli import cli
 
 from nacento_sync import storage
+from nacento_sync.asyncmode import queue
 from nacento_sync.config import StorageConfig
 
 KEYS = {"name", "ok", "info", "detail", "hint"}
@@ -186,11 +187,12 @@ def silent_port() -> Iterator[int]:
     listener.close()
 
 
-def test_silent_servers_fail_within_their_time_limits(store, bucket, db_params, silent_port, tmp_path):
+def test_silent_servers_fail_within_their_time_limits(store, bucket, db_params, queue_cfg, silent_port, tmp_path):
     cfg = _healthy(store, bucket, db_params)
     cfg["database"].update(port=silent_port, connect_timeout=1, read_timeout=1)
     cfg["storage"].update(endpoint=f"http://127.0.0.1:{silent_port}", connect_timeout=1, read_timeout=1)
-    bound = max(1.0, storage.startup_bound(StorageConfig.model_validate(cfg["storage"])))
+    cfg["queue"] = {**queue_cfg, "url": f"amqp://guest:guest@127.0.0.1:{silent_port}/"}
+    bound = max(1.0, storage.startup_bound(StorageConfig.model_validate(cfg["storage"])), queue.startup_bound())
     started = time.monotonic()
     res = _doctor(tmp_path, cfg, "--json")
     took = time.monotonic() - started
@@ -198,8 +200,9 @@ def test_silent_servers_fail_within_their_time_limits(store, bucket, db_params, 
     checks = _checks(res)
     assert not checks["database"]["ok"] and "no answer within 1 s" in checks["database"]["detail"]
     assert not checks["storage"]["ok"] and "unreachable" in checks["storage"]["detail"]
+    assert not checks["broker"]["ok"] and "no answer within 10 s" in checks["broker"]["detail"]
     assert checks["meta table"]["detail"] == "not checked: database unreachable"
-    assert took < bound + 5, took  # the database and the bucket are asked at the same time
+    assert took < bound + 5, took  # the database, the bucket and the broker are asked at the same time
 
 
 def test_an_unreachable_broker_fails(store, bucket, db_params, queue_cfg, tmp_path):
@@ -217,6 +220,7 @@ def test_bad_configuration_exits_2(store, bucket, db_params, tmp_path):
     assert res.returncode == 2
     (check,) = json.loads(res.stdout)["checks"]
     assert check["name"] == "configuration" and not check["ok"] and "sync.batch_size" in check["detail"]
+    assert "\n" not in check["detail"] and check["hint"]
     assert cli("--config", str(tmp_path / "missing.yaml"), "doctor").returncode == 2
     bad_url = {**config_dict(store, bucket, db_params), "queue": {"url": "http://not-amqp/"}}
     assert _doctor(tmp_path, bad_url).returncode == 2

@@ -10,7 +10,7 @@ import pytest
 ADAPTER_LIBRARIES = ("aiomysql", "pymysql", "aioboto3", "aiobotocore", "botocore", "aio_pika", "aiormq")
 CORE = ("nacento_sync.models", "nacento_sync.paths", "nacento_sync.plan", "nacento_sync.storeviews",
         "nacento_sync.charset", "nacento_sync.purge", "nacento_sync.codes", "nacento_sync.results",
-        "nacento_sync.etags", "nacento_sync.asyncmode.decisions")
+        "nacento_sync.etags", "nacento_sync.asyncmode.decisions", "nacento_sync.doctor", "nacento_sync.grants")
 
 
 def _imported_after(code: str) -> set[str]:
@@ -26,7 +26,7 @@ def test_the_pure_core_imports_no_adapter_library(module):
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["sync", "--help"], ["status", "--help"], ["schema", "--help"],
-                                  ["--version"]])
+                                  ["doctor", "--help"], ["--version"]])
 def test_help_imports_no_adapter_library(argv):
     code = (f"import sys; sys.argv = ['nacento-sync', *{argv!r}]\nfrom nacento_sync.cli import main\n"
             "try:\n    main()\nexcept SystemExit:\n    pass")

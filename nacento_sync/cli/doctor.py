@@ -38,7 +38,7 @@ def doctor(
 
         checks += asyncio.run(run_checks(cfg, "queue" in cfg.model_fields_set))
     if json_out:
-        print(json.dumps(report_json(checks), ensure_ascii=False))
+        print(json.dumps(report_json(checks)))  # ASCII: a control character in a detail stays escaped
     else:
         for c in checks:
             say(out, (c.mark, _STYLE[c.mark]), " ", c.name, ": ", c.detail)
@@ -56,7 +56,8 @@ def _config_check(explicit: str | None) -> tuple[Config | None, Check]:
         if "queue" in cfg.model_fields_set:
             cfg.queue.checked_url()
     except ConfigError as e:
-        return None, failed("configuration", str(e), "fix the key named, in the config file or its "
+        detail = "; ".join(part.strip() for part in str(e).splitlines() if part.strip()).replace(":;", ":")
+        return None, failed("configuration", detail, "fix the key named, in the config file or its "
                             "NACENTO_<SECTION>__<KEY> environment variable")
     # TODO(merge): with --magento-root, `value_sources` names env.php too; its errors are ConfigErrors (exit 2).
     value_sources = getattr(config_module, "value_sources", None)
