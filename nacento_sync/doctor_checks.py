@@ -204,17 +204,19 @@ async def run_checks(cfg: Config, queue_configured: bool) -> list[Check]:
 
     async def bucket() -> list[Check]:
         if cfg.storage is None:
+            later = ["sample image", "cache folder", *(["cache purge"] if cfg.sync.purge_cache else [])]
             return [failed("storage", "storage.bucket is not configured",
-                           "set storage.bucket (config file section storage, or NACENTO_STORAGE__BUCKET)")]
+                           "set storage.bucket (config file section storage, or NACENTO_STORAGE__BUCKET)"),
+                    *(skipped(n, "storage not configured") for n in later)]
         # TODO(merge): `storage.backend: filesystem` → the filesystem variant of storage_checks (root readable,
         # hash cache writable) with the filestore adapter; the sample image check takes that adapter too.
         async with storage.Storage(cfg.storage, concurrency=SAMPLES) as store:
             checks, reachable = await storage_checks(store, cfg.sync.purge_cache)
-            await both_read.wait()
+            await database_done.wait()
             if not reachable:
                 checks.insert(1, skipped("sample image", "storage unreachable"))
             elif samples is None:
-                checks.insert(1, skipped("sample image", "database or magento tables check failed"))
+                checks.insert(1, skipped("sample image", "database or magento tables failed"))
             else:
                 checks.insert(1, await sample_image_check(store, samples))
             return checks
@@ -222,13 +224,13 @@ async def run_checks(cfg: Config, queue_configured: bool) -> list[Check]:
     async def broker() -> list[Check]:
         return [await broker_check(cfg.queue)] if queue_configured else []
 
-    both_read = asyncio.Event()
+    database_done = asyncio.Event()
 
     async def database_then_signal() -> list[Check]:
         try:
             return await _guarded("database", database)
         finally:
-            both_read.set()
+            database_done.set()
 
     groups = await asyncio.gather(database_then_signal(), _guarded("storage", bucket), _guarded("broker", broker))
     secrets = [cfg.database.password, cfg.queue.url,

@@ -238,3 +238,14 @@ def test_secrets_are_never_printed(store, bucket, db_params, queue_cfg, tmp_path
         assert password not in res.stdout + res.stderr and secret_key not in res.stdout + res.stderr
     checks = _checks(_doctor(tmp_path, cfg, "--json"))
     assert "Access denied" in checks["database"]["detail"]
+
+
+def test_no_storage_section_fails_the_storage_check(store, bucket, db_params, tmp_path):
+    cfg = config_dict(store, bucket, db_params)
+    del cfg["storage"]
+    res = _doctor(tmp_path, cfg, "--json")
+    assert res.returncode == 1
+    checks = _checks(res)
+    assert not checks["storage"]["ok"] and "NACENTO_STORAGE__BUCKET" in checks["storage"]["hint"]
+    assert checks["sample image"]["detail"] == "not checked: storage not configured"
+    assert checks["database"]["ok"] and checks["meta table"]["ok"]
