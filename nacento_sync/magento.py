@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import ssl
 import struct
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -21,7 +22,7 @@ import aiomysql
 import pymysql
 
 from nacento_sync import charset
-from nacento_sync.config import DatabaseConfig, mask
+from nacento_sync.config import ConfigError, DatabaseConfig, mask
 from nacento_sync.errors import AccessError, SchemaError
 from nacento_sync.models import MANAGED_ROLES, ROLE_LABELS
 from nacento_sync.paths import stored_to_canonical
@@ -182,6 +183,8 @@ async def connect(cfg: DatabaseConfig, **kw) -> aiomysql.Connection:
         args["unix_socket"] = cfg.unix_socket
     else:
         args.update(host=cfg.host, port=cfg.port)
+    if (tls := ssl_context(cfg)) is not None:
+        args["ssl"] = tls
     conn = _Connection(**args, read_timeout=cfg.read_timeout, **kw)
     try:
         async with asyncio.timeout(cfg.connect_timeout):
@@ -199,6 +202,27 @@ async def connect(cfg: DatabaseConfig, **kw) -> aiomysql.Connection:
     except (ValueError, LookupError, struct.error) as e:  # garbage where a MySQL greeting should be
         conn.close()
         raise access_error(cfg, f"the server does not answer as MySQL does ({type(e).__name__})") from None
+
+
+def ssl_context(cfg: DatabaseConfig) -> ssl.SSLContext | None:
+    """TLS for the connection when `database.ssl_ca` or `ssl_cert` is set (env.php's `PDO::MYSQL_ATTR_SSL_*`);
+    ConfigError naming the key and file when one cannot be loaded."""
+    if not (cfg.ssl_ca or cfg.ssl_cert):
+        return None
+    key = "database.ssl_ca"
+    try:
+        context = ssl.create_default_context(cafile=cfg.ssl_ca or None)
+        if cfg.ssl_cert:
+            key = "database.ssl_cert"
+            context.load_cert_chain(cfg.ssl_cert, cfg.ssl_key or None)
+    except (OSError, ssl.SSLError) as e:
+        file = cfg.ssl_cert if key == "database.ssl_cert" else cfg.ssl_ca
+        why = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+        raise ConfigError(f"{key}: cannot load {file}: {why}") from None
+    if not cfg.ssl_verify:  # env.php PDO::MYSQL_ATTR_SSL_VERIFY_SERVER_CERT => false
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def _no_answer(cfg: DatabaseConfig) -> str:
