@@ -385,8 +385,12 @@ def load_config(
         given_by = {"flag": "--magento-root", "environment": "NACENTO_MAGENTO_ROOT",
                     "config file": f"magento_root (config file {path})"}[root_source]
         php_path = envphp.env_php_path(root, given_by)
-        php_data = _usable_envphp(envphp.config_from_envphp(envphp.read_env_php(php_path), root),
-                                  (file_data, env_data, flag_data))
+        raw = envphp.read_env_php(php_path)
+        try:
+            php_data = envphp.config_from_envphp(raw, root, storage=not _storage_set(file_data, env_data, flag_data))
+        except envphp.EnvPhpError as e:
+            raise envphp.EnvPhpError(f"{php_path}: {e}") from None
+        php_data = _until_merged(php_data)
         if missing:
             missing = f"settings from {php_path} (no config file)"
     data: dict[str, Any] = {}
@@ -427,17 +431,20 @@ def _magento_root(explicit: str | Path | None, env: Mapping[str, str], file_data
     return None, "default"
 
 
-def _usable_envphp(php: dict[str, Any], others: tuple[Mapping[str, Any], ...]) -> dict[str, Any]:
-    """env.php's keys, without its storage section when `storage.backend` or `storage.bucket` is set
-    elsewhere: a storage is taken whole from one place, never half from each. Pure."""
-    php = dict(php)
+def _storage_set(*layers: Mapping[str, Any]) -> bool:
+    """Whether `storage.backend` or `storage.bucket` is set in any of the layers: then env.php's storage
+    section is not used at all (a storage is taken whole from one place, never half from each). Pure."""
+    return any(isinstance(layer.get("storage"), Mapping)
+               and any(layer["storage"].get(key) not in (None, "") for key in ("backend", "bucket"))
+               for layer in layers)
+
+
+def _until_merged(php: dict[str, Any]) -> dict[str, Any]:
+    """env.php's storage keys that StorageConfig knows. Pure."""
     storage = php.get("storage")
-    if any(isinstance(layer.get("storage"), Mapping)
-           and any(layer["storage"].get(key) not in (None, "") for key in ("backend", "bucket"))
-           for layer in others):
-        php.pop("storage", None)
-    elif isinstance(storage, Mapping) and "backend" not in StorageConfig.model_fields:
+    if isinstance(storage, Mapping) and "backend" not in StorageConfig.model_fields:
         # TODO(merge): StorageConfig gains `backend` and `root`; then keep env.php's storage as it is.
+        php = dict(php)
         if storage.get("backend") == "s3":
             php["storage"] = {k: v for k, v in storage.items() if k not in ("backend", "root")}
         else:

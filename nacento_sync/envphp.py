@@ -175,10 +175,12 @@ _TLS_OPTIONS = {"PDO::MYSQL_ATTR_SSL_CA": "ssl_ca", "PDO::MYSQL_ATTR_SSL_CERT": 
                 "PDO::MYSQL_ATTR_SSL_KEY": "ssl_key", "PDO::MYSQL_ATTR_SSL_VERIFY_SERVER_CERT": "ssl_verify"}
 
 
-def config_from_envphp(data: Mapping[str, Any], magento_root: str | Path) -> dict[str, dict[str, Any]]:
+def config_from_envphp(data: Mapping[str, Any], magento_root: str | Path, *,
+                       storage: bool = True) -> dict[str, dict[str, Any]]:
     """Our configuration (section → key → value) from env.php's array: `db.connection.default` and
-    `db.table_prefix`, `remote_storage`, `queue.amqp`. Keys env.php does not set are left out, so each falls
-    through to the defaults. Values are not validated here: `load_config` does it, naming the key. Pure."""
+    `db.table_prefix`, `remote_storage` (unless not `storage`: set elsewhere, so env.php's driver does not
+    matter), `queue.amqp`. Keys env.php does not set are left out, so each falls through to the defaults.
+    Values are not validated here: `load_config` does it, naming the key. Pure."""
     out: dict[str, dict[str, Any]] = {}
     db = _mapping(data.get("db"))
     database = _database(_mapping(_mapping(db.get("connection")).get("default")))
@@ -186,7 +188,8 @@ def config_from_envphp(data: Mapping[str, Any], magento_root: str | Path) -> dic
         database["table_prefix"] = _text(db["table_prefix"])
     if database:
         out["database"] = database
-    out["storage"] = _storage(data.get("remote_storage"), Path(magento_root))
+    if storage:
+        out["storage"] = _storage(data.get("remote_storage"), Path(magento_root))
     url = amqp_url(_mapping(_mapping(data.get("queue")).get("amqp")))
     if url:
         out["queue"] = {"url": url}
@@ -215,8 +218,9 @@ def _storage(remote: Any, magento_root: Path) -> dict[str, Any]:
     if driver in (None, "", "file"):
         return {"backend": "filesystem", "root": str(magento_root / "pub" / "media")}
     if driver != "aws-s3":
-        raise EnvPhpError(f"env.php remote_storage.driver {_word(driver)!r} is not supported: supported drivers "
-                          f"are {', '.join(SUPPORTED_DRIVERS)} (or give the storage settings in the config file)")
+        raise EnvPhpError(f"remote_storage.driver {_word(driver)!r} is not supported: supported drivers are "
+                          f"{', '.join(SUPPORTED_DRIVERS)} (or set storage.bucket in the config file or environment, "
+                          "and env.php's remote_storage is not used)")
     conf = _mapping(remote.get("config"))
     creds = _mapping(conf.get("credentials"))
     found = {"bucket": conf.get("bucket"), "region": conf.get("region"), "endpoint": conf.get("endpoint"),
@@ -243,7 +247,7 @@ def amqp_url(amqp: Mapping[str, Any]) -> str | None:
 def _amqp_text(amqp: Mapping[str, Any], key: str, default: Any) -> str:
     value = _text(amqp.get(key) if amqp.get(key) not in (None, "") else default)
     if not isinstance(value, str):
-        raise EnvPhpError(f"env.php queue.amqp.{key}: expected text or a number")
+        raise EnvPhpError(f"queue.amqp.{key}: expected text or a number")
     return value
 
 
