@@ -71,11 +71,10 @@ def schema_status(
     ctx: typer.Context,
     json_out: Annotated[bool, typer.Option("--json", help="Print the status alone as JSON on stdout.")] = False,
 ) -> None:
-    """Say where each setting came from, whether the Magento tables and nacento_media_gallery_meta exist,
-    and how the store is shaped.
+    """Say whether the Magento tables and nacento_media_gallery_meta exist, and how the store is shaped.
 
-    Each setting is shown with its source (flag, environment, config file, env.php or default); secrets
-    only as set / not set. With --json the sources are under config_sources.
+    First, each setting with where it came from: flag, environment, config file, env.php or default.
+    Secrets show only as set / not set. With --json: under config_sources.
 
     Example: nacento-sync schema status --json
 
