@@ -403,10 +403,12 @@ def load_config(
     try:
         cfg = Config.model_validate(data)
     except ValidationError as e:
-        where = [f"file {path}, env {ENV_PREFIX}<SECTION>__<KEY>" if path.exists() else missing]
-        if php_path is not None:
-            where.append(f"env.php {php_path}")
-        raise ConfigError(validation_message(e, f" ({'; '.join(where)})", secret_values(data))) from None
+        if php_path is None:
+            where = f"file {path}, env {ENV_PREFIX}<SECTION>__<KEY>" if path.exists() else missing
+        else:
+            where = (f"file {path}" if path.exists() else "no config file") + \
+                f", env {ENV_PREFIX}<SECTION>__<KEY>, env.php {php_path}"
+        raise ConfigError(validation_message(e, f" ({where})", secret_values(data), sources)) from None
     for section in (cfg.database, cfg.storage, cfg.sync, cfg.queue):
         if section is not None:
             section._missing_file = missing
@@ -477,9 +479,11 @@ def _leaf_keys(layer: Mapping[str, Any]) -> Iterator[str]:
                 yield from (f"database.{k}" for k in split_host(value))
 
 
-def validation_message(exc: ValidationError, source: str, secrets: list[str]) -> str:
-    """One line per bad key, from pydantic's message only (never the input value), masked. An unknown
-    key is named only if it looks like a key name: in a mis-indented file it may be a secret's text. Pure."""
+def validation_message(exc: ValidationError, source: str, secrets: list[str],
+                       origins: Mapping[str, str] | None = None) -> str:
+    """One line per bad key, from pydantic's message only (never the input value), masked, and where the
+    key's value came from when `origins` (dotted key → source) says. An unknown key is named only if it looks
+    like a key name: in a mis-indented file it may be a secret's text. Pure."""
     lines = []
     for err in exc.errors(include_input=False, include_url=False):
         loc = [str(p) for p in err["loc"]]
@@ -487,5 +491,6 @@ def validation_message(exc: ValidationError, source: str, secrets: list[str]) ->
             lines.append(f"{'.'.join(loc[:-1]) or 'top level'}: an unknown key that does not look like a key "
                          "name (not shown: it may be a misplaced value)")
             continue
-        lines.append(f"{'.'.join(loc)}: {err['msg']}")
+        origin = (origins or {}).get(".".join(loc))
+        lines.append(f"{'.'.join(loc)}: {err['msg']}" + (f" (from {origin})" if origin else ""))
     return mask("invalid configuration" + source + ":\n  " + "\n  ".join(lines), *secrets)

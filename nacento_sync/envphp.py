@@ -66,7 +66,7 @@ try {
                 }
             }
         }
-        $result['data'] = $data;
+        $result['data'] = (object) $data;  // an empty or list-like array is still a JSON object
     }
 } catch (ParseError $e) {
     $result += ['error' => 'syntax', 'file' => $e->getFile(), 'line' => $e->getLine()];

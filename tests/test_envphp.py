@@ -211,6 +211,15 @@ def test_host_spellings(tmp_path, monkeypatch, host, expected):
     assert all(sources[f"database.{key}"] == "env.php" for key in expected)
 
 
+def test_an_empty_env_php_array_leaves_everything_to_the_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_env_php(tmp_path, "return [];\n")
+    assert read_env_php(env_php_path(tmp_path)) == {}
+    cfg = load_config(env={}, magento_root=tmp_path)
+    assert cfg.database.model_dump() == DatabaseConfig().model_dump()
+    assert {source for key, source in value_sources(cfg).items() if key != "magento_root"} == {"default"}
+
+
 def test_the_file_driver_and_no_remote_storage_mean_the_filesystem_under_pub_media(tmp_path):
     for data in ({}, {"remote_storage": {"driver": "file"}}):
         assert config_from_envphp(data, tmp_path)["storage"] == {
@@ -270,7 +279,7 @@ def test_a_broken_env_php_gives_its_path_and_line_and_no_secret(tmp_path, php, l
     ("return ['queue' => ['amqp' => ['host' => 'mq', 'password' => ['@MQ@']]]];\n".replace("@MQ@", MQ_SECRET),
      "queue.amqp.password: expected text"),
     ("return ['db' => ['table_prefix' => 'mg-'], 'queue' => ['amqp' => ['host' => 'mq', 'password' => "
-     f"'{MQ_SECRET}']]];\n", "database.table_prefix"),
+     f"'{MQ_SECRET}']]];\n", "database.table_prefix: String should match pattern '^[A-Za-z0-9_]*$' (from env.php)"),
 ])
 def test_env_php_that_returns_what_we_cannot_use_exits_2(tmp_path, php, says):
     path = write_env_php(tmp_path, php)
