@@ -390,7 +390,7 @@ def load_config(
             php_data = envphp.config_from_envphp(raw, root, storage=not _storage_set(file_data, env_data, flag_data))
         except envphp.EnvPhpError as e:
             raise envphp.EnvPhpError(f"{php_path}: {e}") from None
-        php_data = _until_merged(php_data)
+        php_data = _until_merged(_socket_with_its_host(php_data, file_data, env_data, flag_data))
         if missing:
             missing = f"settings from {php_path} (no config file)"
     data: dict[str, Any] = {}
@@ -439,6 +439,17 @@ def _storage_set(*layers: Mapping[str, Any]) -> bool:
     return any(isinstance(layer.get("storage"), Mapping)
                and any(layer["storage"].get(key) not in (None, "") for key in ("backend", "bucket"))
                for layer in layers)
+
+
+def _socket_with_its_host(php: dict[str, Any], *layers: Mapping[str, Any]) -> dict[str, Any]:
+    """env.php's socket path (its `host` spelled as a path) only while its host is used: a `database.host`
+    set elsewhere means TCP to that host, which the socket would otherwise silently replace. Pure."""
+    database = php.get("database")
+    if isinstance(database, Mapping) and "unix_socket" in database and any(
+            isinstance(layer.get("database"), Mapping) and layer["database"].get("host") is not None
+            for layer in layers):
+        php = {**php, "database": {k: v for k, v in database.items() if k != "unix_socket"}}
+    return php
 
 
 def _until_merged(php: dict[str, Any]) -> dict[str, Any]:

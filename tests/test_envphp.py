@@ -350,6 +350,15 @@ def test_precedence_is_key_by_key(magento_root):
     assert load_config(env={}, magento_root=magento_root).database.name == "file_db"
 
 
+def test_a_host_set_elsewhere_is_not_replaced_by_env_php_socket(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_env_php(tmp_path, "return ['db' => ['connection' => ['default' => ['host' => '/run/mysqld/mysqld.sock']]]];")
+    assert load_config(env={}, magento_root=tmp_path).database.unix_socket == "/run/mysqld/mysqld.sock"
+    cfg = load_config(env={"NACENTO_DATABASE__HOST": "db.internal"}, magento_root=tmp_path)
+    assert (cfg.database.host, cfg.database.unix_socket) == ("db.internal", None)
+    assert value_sources(cfg)["database.unix_socket"] == "default"
+
+
 def test_an_empty_key_in_the_file_does_not_hide_env_php(magento_root):
     Path("nacento-sync.yaml").write_text("database:\n  password:\nstorage:\n  endpoint:\n  region: us-west-2\n")
     cfg = load_config(env={}, magento_root=magento_root)
