@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import aiomysql
 import pymysql
+from pymysql.constants import CLIENT
 
 from nacento_sync import charset
 from nacento_sync.config import ConfigError, DatabaseConfig, mask
@@ -136,6 +137,8 @@ def _chunks(seq: Sequence, size: int = CHUNK):
 
 #: What aiomysql raises for a lost connection; a statement that outlives `database.read_timeout` raises it too.
 LOST_CONNECTION = 2013
+#: MySQL's CR_SSL_CONNECTION_ERROR.
+TLS_ERROR = 2026
 
 
 class _Connection(aiomysql.Connection):
@@ -149,6 +152,14 @@ class _Connection(aiomysql.Connection):
     def __init__(self, *args, read_timeout: float | None = None, **kw) -> None:
         super().__init__(*args, **kw)
         self.read_timeout = read_timeout
+
+    async def _request_authentication(self) -> None:
+        # aiomysql silently goes on without TLS when the server does not offer it; PDO refuses, and so do we,
+        # before a word of the login is sent.
+        if self._ssl_context and not self.server_capabilities & CLIENT.SSL:
+            raise pymysql.err.OperationalError(
+                TLS_ERROR, "the server does not offer TLS, which database.ssl_ca / ssl_cert ask for")
+        await super()._request_authentication()
 
     async def _read_bytes(self, num_bytes: int) -> bytes:
         reader = self._reader
@@ -181,10 +192,8 @@ async def connect(cfg: DatabaseConfig, **kw) -> aiomysql.Connection:
     }
     if cfg.unix_socket:
         args["unix_socket"] = cfg.unix_socket
-    else:
-        args.update(host=cfg.host, port=cfg.port)
-    if (tls := ssl_context(cfg)) is not None:
-        args["ssl"] = tls
+    else:  # TLS on TCP only: a Unix socket never leaves the machine
+        args.update(host=cfg.host, port=cfg.port, ssl=ssl_context(cfg))
     conn = _Connection(**args, read_timeout=cfg.read_timeout, **kw)
     try:
         async with asyncio.timeout(cfg.connect_timeout):

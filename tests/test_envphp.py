@@ -430,9 +430,22 @@ def test_a_missing_ca_file_from_env_php_exits_2_naming_it(tmp_path, monkeypatch)
     assert DB_SECRET not in res.output
 
 
+def test_tls_asked_of_a_server_without_it_is_refused_not_dropped(store, bucket, db_params, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bundle = ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt"
+    # The test server has TLS disabled: aiomysql alone would log in without it.
+    _store_env_php(tmp_path / "m", store, bucket, db_params, f"{db_params['host']}:{db_params['port']}",
+                   password=DB_SECRET, driver_options=f"PDO::MYSQL_ATTR_SSL_CA => {php_str(bundle)}")
+    res = cli("--magento-root", str(tmp_path / "m"), "schema", "status")
+    assert res.returncode == 3, res.output
+    assert "error 2026: the server does not offer TLS" in res.stderr
+    assert DB_SECRET not in res.output
+
+
 # End to end: no config file, the real servers.
 
-def _store_env_php(root: Path, store, bucket, db_params, host: str, password: str | None = None) -> Path:
+def _store_env_php(root: Path, store, bucket, db_params, host: str, password: str | None = None,
+                   driver_options: str = "PDO::MYSQL_ATTR_LOCAL_INFILE => 1") -> Path:
     return write_env_php(root, f"""return [
     'backend' => ['frontName' => 'admin'],
     'db' => [
@@ -442,7 +455,7 @@ def _store_env_php(root: Path, store, bucket, db_params, host: str, password: st
             'username' => {php_str(db_params["user"])},
             'password' => {php_str(db_params["password"] if password is None else password)},
             'model' => 'mysql4', 'engine' => 'innodb', 'initStatements' => 'SET NAMES utf8;', 'active' => '1',
-            'driver_options' => [PDO::MYSQL_ATTR_LOCAL_INFILE => 1],
+            'driver_options' => [{driver_options}],
         ]],
     ],
     'remote_storage' => ['driver' => 'aws-s3', 'prefix' => {php_str(bucket.prefix)}, 'config' => [
