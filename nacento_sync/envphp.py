@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -21,6 +22,8 @@ from typing import Any
 from urllib.parse import quote
 
 from nacento_sync.config import ConfigError, split_host
+
+log = logging.getLogger("nacento_sync")
 
 #: Debian's packages: the interpreter, and pdo_mysql, which defines the `PDO::MYSQL_ATTR_*` constants
 #: env.php files use for TLS.
@@ -104,6 +107,9 @@ def read_env_php(path: str | Path, *, timeout: float = PHP_TIMEOUT) -> dict[str,
                           f"install it (Debian/Ubuntu: apt-get install {PHP_PACKAGES}; php-mysql defines the "
                           "PDO::MYSQL_ATTR_* constants env.php uses for TLS), or give the settings in the config "
                           "file instead of --magento-root")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        log.warning("reading %s as root runs its PHP code as root: run nacento-sync as the owner of the Magento "
+                    "files instead", path)
     argv = [php, "-d", "display_errors=0", "-d", "display_startup_errors=0", "-d", "log_errors=0",
             "-d", "html_errors=0", "-r", _PHP, "--", str(path)]
     try:

@@ -319,6 +319,14 @@ def test_without_pdo_mysql_the_tls_constants_are_undefined_and_the_error_says_to
     assert "line 2" in message and "install php-mysql" in message
 
 
+def test_reading_env_php_as_root_warns(magento_root):
+    res = cli("--magento-root", str(magento_root), "schema", "status",
+              env={"NACENTO_DATABASE__HOST": "127.0.0.1", "NACENTO_DATABASE__PORT": "1"})  # then fails at once
+    words = " ".join(res.stderr.split())  # the log handler wraps long lines
+    warned = "as root runs its PHP code as root: run nacento-sync as the owner of the Magento files" in words
+    assert warned == (os.geteuid() == 0), res.stderr
+
+
 def test_php_that_never_finishes_is_stopped(tmp_path):
     path = write_env_php(tmp_path, "sleep(60);\nreturn [];\n")
     start = time.monotonic()
