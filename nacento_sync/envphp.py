@@ -35,10 +35,11 @@ SUPPORTED_DRIVERS = ("aws-s3", "file")
 #: Our output's last line starts with this, whatever env.php itself writes to stdout.
 _MARK = "NACENTO-ENVPHP "
 
-#: Runs under `php -r` with the path as $argv[1] (never interpolated into the code). Prints one JSON line:
-#: {"data": …} or {"error": kind, "file", "line", "pdo_mysql"} — never a PHP message (it may quote a secret).
+#: Runs under `php -r` with the path as $argv[1] (never interpolated into the code) and `_MARK` as $argv[2].
+#: Prints one JSON line: {"data": …} or {"error": kind, "file", "line", "class", "pdo_mysql"} — never a PHP
+#: message (it may quote a secret).
 _PHP = r"""
-$mark = 'NACENTO-ENVPHP ';
+$mark = $argv[2];
 $pdo = defined('PDO::MYSQL_ATTR_SSL_CA');
 $done = false;
 register_shutdown_function(function () use (&$done, $mark, $pdo) {
@@ -111,7 +112,7 @@ def read_env_php(path: str | Path, *, timeout: float = PHP_TIMEOUT) -> dict[str,
         log.warning("reading %s as root runs its PHP code as root: run nacento-sync as the owner of the Magento "
                     "files instead", path)
     argv = [php, "-d", "display_errors=0", "-d", "display_startup_errors=0", "-d", "log_errors=0",
-            "-d", "html_errors=0", "-r", _PHP, "--", str(path)]
+            "-d", "html_errors=0", "-r", _PHP, "--", str(path), _MARK]
     try:
         # Its own session, so a timeout kills whatever env.php may have started too.
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -153,7 +154,8 @@ def _answer(path: Path, stdout: bytes, returncode: int) -> dict[str, Any]:
         hint = "" if answer.get("pdo_mysql") else (
             f"; the PDO::MYSQL_ATTR_* constants are not defined: install php-mysql (Debian: apt-get install "
             f"{PHP_PACKAGES})")
-        raise EnvPhpError(f"{where}: PHP error while reading it (PHP's message not shown: it may quote a secret)"
+        error = f"PHP {_word(answer['class'])}" if isinstance(answer.get("class"), str) else "PHP fatal error"
+        raise EnvPhpError(f"{where}: {error} while reading it (PHP's message not shown: it may quote a secret)"
                           + hint)
     if kind == "not_array":
         raise EnvPhpError(f"{path}: does not return an array (it returns {_word(answer.get('type'))})")

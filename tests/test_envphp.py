@@ -260,8 +260,10 @@ def _one_error(res: Ran) -> str:
     (f"return [\n  'db' => ['connection' => ['default' => [\n    'password' => '{DB_SECRET}' '{DB_SECRET}',\n"
      "  ]]],\n];\n", 4, "syntax error"),
     (f"return [\n  'db' => ['connection' => ['default' => [\n    'password' => '{DB_SECRET}' . NO_SUCH_CONST,\n"
-     "  ]]],\n];\n", 4, "PHP error"),
-    (f"$x = '{DB_SECRET}';\nthrow new RuntimeException('password is ' . $x);\n", 3, "PHP error"),
+     "  ]]],\n];\n", 4, "PHP Error while reading it"),
+    (f"$x = '{DB_SECRET}';\nthrow new RuntimeException('password is ' . $x);\n", 3, "PHP RuntimeException"),
+    (f"$x = '{DB_SECRET}';\nini_set('memory_limit', '8M');\n$a = str_repeat($x, 10000000);\n", 4,
+     "PHP fatal error"),
 ])
 def test_a_broken_env_php_gives_its_path_and_line_and_no_secret(tmp_path, php, line, says):
     path = write_env_php(tmp_path, php)
