@@ -538,6 +538,35 @@ def test_a_wrong_password_from_env_php_exits_3_without_printing_it(store, bucket
     assert "database.password: set (env.php)" in res.stdout
 
 
+def test_queue_amqp_from_env_php_reaches_the_real_broker(amqp_url, tmp_path, monkeypatch):
+    import asyncio
+
+    from nacento_sync.asyncmode import queue
+    from nacento_sync.errors import AccessError
+
+    monkeypatch.chdir(tmp_path)
+    broker = urlsplit(amqp_url)
+
+    def connect_with(password: str) -> None:
+        write_env_php(tmp_path, f"return ['queue' => ['amqp' => ['host' => {php_str(broker.hostname or '')}, "
+                                f"'port' => '{broker.port}', 'user' => {php_str(unquote(broker.username or ''))}, "
+                                f"'password' => {php_str(password)}, 'virtualhost' => '/', 'ssl' => '']]];\n")
+        cfg = load_config(env={}, magento_root=tmp_path)
+        assert value_sources(cfg)["queue.url"] == "env.php"
+
+        async def go() -> None:
+            conn = await queue.connect(cfg.queue)
+            await conn.close()
+
+        asyncio.run(go())
+
+    connect_with(unquote(broker.password or ""))
+    with pytest.raises(AccessError) as refused:  # a password with / # @ in it: encoded, so refused, not garbled
+        connect_with(MQ_SECRET)
+    assert "ACCESS_REFUSED" in str(refused.value)
+    assert MQ_SECRET not in str(refused.value) and "Tg4Yb" not in str(refused.value)
+
+
 def test_shown_values_never_hold_a_secret(magento_root):
     cfg = load_config(env={}, magento_root=magento_root)
     shown = " ".join(shown_values(cfg).values())
