@@ -256,8 +256,8 @@ def value_sources(cfg: Config) -> dict[str, str]:
 
 
 def shown_values(cfg: Config) -> dict[str, str]:
-    """The same keys as `value_sources`, each value as text safe to print: a secret is `set` or `not set`,
-    `queue.url` has its password replaced by `***`. Pure."""
+    """The same keys as `value_sources`, each value as text safe to print (`not set`, `""`, `true`): a
+    secret is `set` or `not set`, `queue.url` has its password replaced by `***`. Pure."""
     out = {}
     for dotted in value_sources(cfg):
         if dotted == "magento_root":
@@ -270,8 +270,17 @@ def shown_values(cfg: Config) -> dict[str, str]:
         elif (section, key) in SECRET_KEYS:
             out[dotted] = "set" if value is not None and value.get_secret_value() else "not set"
         else:
-            out[dotted] = "" if value is None else str(value)
+            out[dotted] = _shown(value)
     return out
+
+
+def _shown(value: Any) -> str:
+    """A value as YAML would spell it, so that an empty one is still visible."""
+    if value is None:
+        return "not set"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return '""' if value == "" else str(value)
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -573,3 +573,10 @@ def test_shown_values_never_hold_a_secret(magento_root):
     for secret in (DB_SECRET, S3_SECRET, MQ_SECRET, "p%40ss%2Fw%23rd"):
         assert secret not in shown
     assert shown_values(cfg)["queue.url"] == "amqps://magento:***@rabbit.internal:5672/shop"
+    assert {key: shown_values(cfg)[key] for key in ("database.password", "storage.access_key", "database.ssl_verify",
+                                                    "database.unix_socket", "storage.prefix", "magento_root")} == {
+        "database.password": "set", "storage.access_key": "set", "database.ssl_verify": "false",
+        "database.unix_socket": "not set", "storage.prefix": "shop1", "magento_root": str(magento_root)}
+    Path("nacento-sync.yaml").write_text("database: {password: '', table_prefix: ''}\n")
+    shown = shown_values(load_config(env={}, magento_root=magento_root))
+    assert (shown["database.password"], shown["database.table_prefix"]) == ("not set", '""')
