@@ -239,17 +239,19 @@ def _storage(remote: Any, magento_root: Path) -> dict[str, Any]:
 
 def amqp_url(amqp: Mapping[str, Any]) -> str | None:
     """`queue.amqp`'s host, port, user, password, virtualhost and ssl as one amqp(s):// URL, user, password
-    and virtual host percent-encoded; None without a host. Pure."""
+    and virtual host percent-encoded; None without a host. Without user and password the URL has none (the
+    client then logs in as RabbitMQ's guest). Pure."""
     if amqp.get("host") in (None, ""):
         return None
     tls = _truthy(amqp.get("ssl"))
-    defaults = {"port": 5671 if tls else 5672, "user": "guest", "password": "", "virtualhost": "/"}
+    defaults = {"port": 5671 if tls else 5672, "virtualhost": "/"}
     host, port, user, password, vhost = (_amqp_text(amqp, key, defaults.get(key, ""))
                                          for key in ("host", "port", "user", "password", "virtualhost"))
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"  # an IPv6 address
+    login = f"{quote(user, safe='')}:{quote(password, safe='')}@" if user or password else ""
     path = "/" if vhost == "/" else "/" + quote(vhost, safe="")
-    return f"{'amqps' if tls else 'amqp'}://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}{path}"
+    return f"{'amqps' if tls else 'amqp'}://{login}{host}:{port}{path}"
 
 
 def _amqp_text(amqp: Mapping[str, Any], key: str, default: Any) -> str:

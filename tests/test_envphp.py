@@ -230,11 +230,13 @@ def test_queue_amqp_becomes_one_url_the_queue_commands_accept():
     assert amqp_url({}) is None
     assert amqp_url({"host": "mq", "port": 5672, "user": "guest", "password": "guest", "virtualhost": "/"}) == (
         "amqp://guest:guest@mq:5672/")
+    assert amqp_url({"host": "mq", "user": "shop"}) == "amqp://shop:@mq:5672/"
     url = amqp_url({"host": "::1", "user": "us er", "password": "a%b:c@d", "virtualhost": "shop/eu", "ssl": True})
     assert url == "amqps://us%20er:a%25b%3Ac%40d@[::1]:5671/shop%2Feu"
     assert amqp_url_problem(url) is None
     for off in ("", "0", "false", False, None):
-        assert amqp_url({"host": "mq", "ssl": off}, ).startswith("amqp://")  # type: ignore[union-attr]
+        assert amqp_url({"host": "mq", "ssl": off}) == "amqp://mq:5672/"
+    assert amqp_url_problem("amqp://mq:5672/") is None
     with pytest.raises(EnvPhpError, match=r"queue\.amqp\.password"):
         amqp_url({"host": "mq", "password": ["not", "text"]})
 
