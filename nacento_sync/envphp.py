@@ -52,8 +52,11 @@ register_shutdown_function(function () use (&$done, $mark, $pdo) {
 $result = ['pdo_mysql' => $pdo];
 ob_start();
 try {
-    $data = (static function ($f) { return include $f; })($argv[1]);
-    if (!is_array($data)) {
+    $readable = is_readable($argv[1]);
+    $data = $readable ? (static function ($f) { return include $f; })($argv[1]) : null;
+    if (!$readable) {
+        $result += ['error' => 'unreadable'];
+    } elseif (!is_array($data)) {
         $result += ['error' => 'not_array', 'type' => gettype($data)];
     } else {
         $names = [];
@@ -157,6 +160,8 @@ def _answer(path: Path, stdout: bytes, returncode: int) -> dict[str, Any]:
         error = f"PHP {_word(answer['class'])}" if isinstance(answer.get("class"), str) else "PHP fatal error"
         raise EnvPhpError(f"{where}: {error} while reading it (PHP's message not shown: it may quote a secret)"
                           + hint)
+    if kind == "unreadable":
+        raise EnvPhpError(f"{path}: this user cannot read it: run nacento-sync as the owner of the Magento files")
     if kind == "not_array":
         raise EnvPhpError(f"{path}: does not return an array (it returns {_word(answer.get('type'))})")
     if kind == "exit":

@@ -331,6 +331,28 @@ def test_reading_env_php_as_root_warns(magento_root):
     assert warned == (os.geteuid() == 0), res.stderr
 
 
+def test_an_env_php_this_user_cannot_read_is_named(tmp_path):
+    path = write_env_php(tmp_path / "m", f"return ['db' => ['connection' => ['default' => ['password' => "
+                                         f"'{DB_SECRET}']]]];\n")
+    path.chmod(0o600)
+    env: dict[str, str] = {}
+    if os.geteuid() == 0:  # root reads anything: PHP runs as nobody, as it would for the wrong user
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "setpriv (util-linux) is needed to run PHP as another user"
+        fake = tmp_path / "bin" / "php"
+        fake.parent.mkdir()
+        fake.write_text(f"#!/bin/sh\nexec {setpriv} --reuid=65534 --regid=65534 --clear-groups "
+                        f"{shutil.which('php')} \"$@\"\n")
+        fake.chmod(0o755)
+        env["PATH"] = f"{fake.parent}:{os.environ['PATH']}"
+    else:
+        path.chmod(0)
+    res = cli("--magento-root", str(tmp_path / "m"), "schema", "status", env=env)
+    message = _one_error(res)
+    assert f"{path}: this user cannot read it: run nacento-sync as the owner of the Magento files" in message
+    assert DB_SECRET not in res.output
+
+
 def test_php_that_never_finishes_is_stopped(tmp_path):
     path = write_env_php(tmp_path, "sleep(60);\nreturn [];\n")
     start = time.monotonic()
