@@ -62,18 +62,35 @@ class DatabaseConfig(_Section):
     #: above InnoDB's default lock wait (50 s), so a lock wait times out first, as a retriable error.
     read_timeout: float = Field(120, gt=0, le=86_400)
 
+    #: TLS (env.php `driver_options` `PDO::MYSQL_ATTR_SSL_CA` / `_CERT` / `_KEY` / `_VERIFY_SERVER_CERT`):
+    #: a connection uses TLS when `ssl_ca` or `ssl_cert` is set.
+    ssl_ca: str | None = None
+    ssl_cert: str | None = None
+    ssl_key: str | None = None
+    ssl_verify: bool = True
+
     @model_validator(mode="after")
     def _split_host(self) -> DatabaseConfig:
         """Accept env.php's `host:port` and socket-path spellings of `host`."""
-        if self.host.startswith("/") and not self.unix_socket:
-            self.unix_socket, self.host = self.host, "localhost"
-        elif self.host.count(":") == 1:
-            host, port = self.host.split(":")
-            if port.isdigit():
-                self.host, self.port = host, int(port)
-            elif port.startswith("/"):
-                self.host, self.unix_socket = host, port
+        if self.host.startswith("/") and self.unix_socket:
+            return self  # an explicit unix_socket wins
+        for key, value in split_host(self.host).items():
+            setattr(self, key, value)
         return self
+
+
+def split_host(host: str) -> dict[str, Any]:
+    """env.php's spellings of `host` as keys: `name`, `name:port`, a Unix socket path (host `localhost`),
+    `name:/socket/path`. Pure."""
+    if host.startswith("/"):
+        return {"host": "localhost", "unix_socket": host}
+    if host.count(":") == 1:
+        name, port = host.split(":")
+        if port.isascii() and port.isdigit():
+            return {"host": name, "port": int(port)}
+        if port.startswith("/"):
+            return {"host": name, "unix_socket": port}
+    return {"host": host}
 
 
 class StorageConfig(_Section):
@@ -214,6 +231,56 @@ class Config(_Section):
     storage: StorageConfig | None = None
     sync: SyncConfig = Field(default_factory=SyncConfig)
     queue: QueueConfig = Field(default_factory=QueueConfig)
+    #: Where each dotted key's value came from (see `value_sources`); set by `load_config`.
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+    #: The Magento root whose app/etc/env.php was read, if any.
+    _magento_root: str | None = PrivateAttr(None)
+
+
+#: Where a value can come from, highest precedence first; key by key.
+SOURCES = ("flag", "environment", "config file", "env.php", "default")
+
+
+def value_sources(cfg: Config) -> dict[str, str]:
+    """Every configuration key (`database.host`, …; `magento_root` when one was given) → where its value
+    came from: one of `SOURCES`. Keys of an absent section (`storage` for `schema`) are left out. Pure."""
+    out = {}
+    if cfg._magento_root is not None:
+        out["magento_root"] = cfg._sources.get("magento_root", "default")
+    for name in type(cfg).model_fields:
+        section = getattr(cfg, name)
+        if section is not None:
+            for key in type(section).model_fields:
+                out[f"{name}.{key}"] = cfg._sources.get(f"{name}.{key}", "default")
+    return out
+
+
+def shown_values(cfg: Config) -> dict[str, str]:
+    """The same keys as `value_sources`, each value as text safe to print (`not set`, `""`, `true`): a
+    secret is `set` or `not set`, `queue.url` has its password replaced by `***`. Pure."""
+    out = {}
+    for dotted in value_sources(cfg):
+        if dotted == "magento_root":
+            out[dotted] = str(cfg._magento_root)
+            continue
+        section, key = dotted.split(".", 1)
+        value = getattr(getattr(cfg, section), key)
+        if (section, key) == ("queue", "url"):
+            out[dotted] = redact_url(value)
+        elif (section, key) in SECRET_KEYS:
+            out[dotted] = "set" if value is not None and value.get_secret_value() else "not set"
+        else:
+            out[dotted] = _shown(value)
+    return out
+
+
+def _shown(value: Any) -> str:
+    """A value as YAML would spell it, so that an empty one is still visible."""
+    if value is None:
+        return "not set"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return '""' if value == "" else str(value)
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -291,11 +358,16 @@ def load_config(
     explicit: str | None = None,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     env: Mapping[str, str] | None = None,
+    magento_root: str | Path | None = None,
 ) -> Config:
-    """Read the file, apply environment variables and flag overrides, validate."""
+    """Read the file, apply environment variables and flag overrides, validate.
+
+    With a Magento root (`magento_root`, else `$NACENTO_MAGENTO_ROOT`, else the file's top-level
+    `magento_root`), its app/etc/env.php is read with PHP and fills the keys nothing else sets: flags >
+    environment > config file > env.php > defaults, key by key. `value_sources` says which won."""
     env = os.environ if env is None else env
     path, required = config_path(explicit, env)
-    data: dict[str, Any] = {}
+    file_data: dict[str, Any] = {}
     missing = ""
     if path.exists():
         try:
@@ -306,28 +378,132 @@ def load_config(
             raise ConfigError(yaml_error(path, e)) from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path}: expected a mapping of sections")
-        data = loaded
+        file_data = loaded
     elif required:
         raise ConfigError(f"config file {path} not found")
     else:
         missing = f"no config file found (looked for --config, $NACENTO_CONFIG and {path.absolute()})"
-    data = _merge(data, _from_env(env))
-    clean = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in (overrides or {}).items()}
-    data = _merge(data, clean)
+    root, root_source = _magento_root(magento_root, env, file_data, path)
+    env_data = _from_env(env)
+    flag_data = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in (overrides or {}).items()}
+    php_data: dict[str, Any] = {}
+    php_path = None
+    if root is not None:
+        from nacento_sync import envphp  # runs PHP: only with a Magento root
+
+        given_by = {"flag": "--magento-root", "environment": "NACENTO_MAGENTO_ROOT",
+                    "config file": f"magento_root (config file {path})"}[root_source]
+        php_path = envphp.env_php_path(root, given_by)
+        raw = envphp.read_env_php(php_path)
+        try:
+            php_data = envphp.config_from_envphp(raw, root, storage=not _storage_set(file_data, env_data, flag_data))
+        except envphp.EnvPhpError as e:
+            raise envphp.EnvPhpError(f"{php_path}: {e}") from None
+        php_data = _until_merged(_socket_with_its_host(php_data, file_data, env_data, flag_data))
+        if missing:
+            missing = f"settings from {php_path} (no config file)"
+    data: dict[str, Any] = {}
+    sources: dict[str, str] = {"magento_root": root_source} if root is not None else {}
+    for source, layer in (("env.php", php_data), ("config file", file_data), ("environment", env_data),
+                          ("flag", flag_data)):
+        applied = layer if source == "env.php" else _without_empty_over(layer, data)
+        data = _merge(data, applied)
+        sources.update(dict.fromkeys(_leaf_keys(applied), source))
     try:
         cfg = Config.model_validate(data)
     except ValidationError as e:
-        source = f" (file {path}, env {ENV_PREFIX}<SECTION>__<KEY>)" if path.exists() else f" ({missing})"
-        raise ConfigError(validation_message(e, source, secret_values(data))) from None
+        if php_path is None:
+            where = f"file {path}, env {ENV_PREFIX}<SECTION>__<KEY>" if path.exists() else missing
+        else:
+            where = (f"file {path}" if path.exists() else "no config file") + \
+                f", env {ENV_PREFIX}<SECTION>__<KEY>, env.php {php_path}"
+        raise ConfigError(validation_message(e, f" ({where})", secret_values(data), sources)) from None
     for section in (cfg.database, cfg.storage, cfg.sync, cfg.queue):
         if section is not None:
             section._missing_file = missing
+    cfg._sources = sources
+    cfg._magento_root = None if root is None else str(root)
     return cfg
 
 
-def validation_message(exc: ValidationError, source: str, secrets: list[str]) -> str:
-    """One line per bad key, from pydantic's message only (never the input value), masked. An unknown
-    key is named only if it looks like a key name: in a mis-indented file it may be a secret's text. Pure."""
+def _magento_root(explicit: str | Path | None, env: Mapping[str, str], file_data: dict[str, Any],
+                  path: Path) -> tuple[Path | None, str]:
+    """The Magento root and where it was given (flag > environment > config file); pops the file's key,
+    which is not a section."""
+    in_file = file_data.pop("magento_root", None)
+    if explicit:
+        return Path(explicit), "flag"
+    if env.get("NACENTO_MAGENTO_ROOT"):
+        return Path(env["NACENTO_MAGENTO_ROOT"]), "environment"
+    if in_file is not None:
+        if not isinstance(in_file, str) or not in_file:
+            raise ConfigError(f"config file {path}: magento_root must be a directory path")
+        return Path(in_file), "config file"
+    return None, "default"
+
+
+def _storage_set(*layers: Mapping[str, Any]) -> bool:
+    """Whether `storage.backend` or `storage.bucket` is set in any of the layers: then env.php's storage
+    section is not used at all (a storage is taken whole from one place, never half from each). Pure."""
+    return any(isinstance(layer.get("storage"), Mapping)
+               and any(layer["storage"].get(key) not in (None, "") for key in ("backend", "bucket"))
+               for layer in layers)
+
+
+def _socket_with_its_host(php: dict[str, Any], *layers: Mapping[str, Any]) -> dict[str, Any]:
+    """env.php's socket path (its `host` spelled as a path) only while its host is used: a `database.host`
+    set elsewhere means TCP to that host, which the socket would otherwise silently replace. Pure."""
+    database = php.get("database")
+    if isinstance(database, Mapping) and "unix_socket" in database and any(
+            isinstance(layer.get("database"), Mapping) and layer["database"].get("host") is not None
+            for layer in layers):
+        php = {**php, "database": {k: v for k, v in database.items() if k != "unix_socket"}}
+    return php
+
+
+def _until_merged(php: dict[str, Any]) -> dict[str, Any]:
+    """env.php's storage keys that StorageConfig knows. Pure."""
+    storage = php.get("storage")
+    if isinstance(storage, Mapping) and "backend" not in StorageConfig.model_fields:
+        # TODO(merge): StorageConfig gains `backend` and `root`; then keep env.php's storage as it is.
+        php = dict(php)
+        if storage.get("backend") == "s3":
+            php["storage"] = {k: v for k, v in storage.items() if k not in ("backend", "root")}
+        else:
+            php.pop("storage")
+    return php
+
+
+def _without_empty_over(layer: Mapping[str, Any], below: Mapping[str, Any]) -> dict[str, Any]:
+    """`layer` without the empty (null) keys that would hide a value from below: an empty `endpoint:` in the
+    file leaves env.php's. Pure."""
+    out: dict[str, Any] = {}
+    for section, keys in layer.items():
+        under = below.get(section)
+        if isinstance(keys, Mapping) and isinstance(under, Mapping):
+            out[section] = {k: v for k, v in keys.items() if v is not None or under.get(k) is None}
+        else:
+            out[section] = keys
+    return out
+
+
+def _leaf_keys(layer: Mapping[str, Any]) -> Iterator[str]:
+    """The dotted keys a layer sets; a `database.host` spelled `name:port` or as a socket path sets those
+    keys too."""
+    for section, keys in layer.items():
+        if not isinstance(keys, Mapping):
+            continue
+        for key, value in keys.items():
+            yield f"{section}.{key}"
+            if (section, key) == ("database", "host") and isinstance(value, str):
+                yield from (f"database.{k}" for k in split_host(value))
+
+
+def validation_message(exc: ValidationError, source: str, secrets: list[str],
+                       origins: Mapping[str, str] | None = None) -> str:
+    """One line per bad key, from pydantic's message only (never the input value), masked, and where the
+    key's value came from when `origins` (dotted key → source) says. An unknown key is named only if it looks
+    like a key name: in a mis-indented file it may be a secret's text. Pure."""
     lines = []
     for err in exc.errors(include_input=False, include_url=False):
         loc = [str(p) for p in err["loc"]]
@@ -335,5 +511,6 @@ def validation_message(exc: ValidationError, source: str, secrets: list[str]) ->
             lines.append(f"{'.'.join(loc[:-1]) or 'top level'}: an unknown key that does not look like a key "
                          "name (not shown: it may be a misplaced value)")
             continue
-        lines.append(f"{'.'.join(loc)}: {err['msg']}")
+        origin = (origins or {}).get(".".join(loc))
+        lines.append(f"{'.'.join(loc)}: {err['msg']}" + (f" (from {origin})" if origin else ""))
     return mask("invalid configuration" + source + ":\n  " + "\n  ".join(lines), *secrets)

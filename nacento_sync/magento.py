@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import ssl
 import struct
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -19,9 +20,10 @@ from typing import Any, Protocol
 
 import aiomysql
 import pymysql
+from pymysql.constants import CLIENT
 
 from nacento_sync import charset
-from nacento_sync.config import DatabaseConfig, mask
+from nacento_sync.config import ConfigError, DatabaseConfig, mask
 from nacento_sync.errors import AccessError, SchemaError
 from nacento_sync.models import MANAGED_ROLES, ROLE_LABELS
 from nacento_sync.paths import stored_to_canonical
@@ -135,6 +137,8 @@ def _chunks(seq: Sequence, size: int = CHUNK):
 
 #: What aiomysql raises for a lost connection; a statement that outlives `database.read_timeout` raises it too.
 LOST_CONNECTION = 2013
+#: MySQL's CR_SSL_CONNECTION_ERROR.
+TLS_ERROR = 2026
 
 
 class _Connection(aiomysql.Connection):
@@ -148,6 +152,14 @@ class _Connection(aiomysql.Connection):
     def __init__(self, *args, read_timeout: float | None = None, **kw) -> None:
         super().__init__(*args, **kw)
         self.read_timeout = read_timeout
+
+    async def _request_authentication(self) -> None:
+        # aiomysql silently goes on without TLS when the server does not offer it; PDO refuses, and so do we,
+        # before a word of the login is sent.
+        if self._ssl_context and not self.server_capabilities & CLIENT.SSL:
+            raise pymysql.err.OperationalError(
+                TLS_ERROR, "the server does not offer TLS, which database.ssl_ca / ssl_cert ask for")
+        await super()._request_authentication()
 
     async def _read_bytes(self, num_bytes: int) -> bytes:
         reader = self._reader
@@ -180,8 +192,8 @@ async def connect(cfg: DatabaseConfig, **kw) -> aiomysql.Connection:
     }
     if cfg.unix_socket:
         args["unix_socket"] = cfg.unix_socket
-    else:
-        args.update(host=cfg.host, port=cfg.port)
+    else:  # TLS on TCP only: a Unix socket never leaves the machine
+        args.update(host=cfg.host, port=cfg.port, ssl=ssl_context(cfg))
     conn = _Connection(**args, read_timeout=cfg.read_timeout, **kw)
     try:
         async with asyncio.timeout(cfg.connect_timeout):
@@ -199,6 +211,27 @@ async def connect(cfg: DatabaseConfig, **kw) -> aiomysql.Connection:
     except (ValueError, LookupError, struct.error) as e:  # garbage where a MySQL greeting should be
         conn.close()
         raise access_error(cfg, f"the server does not answer as MySQL does ({type(e).__name__})") from None
+
+
+def ssl_context(cfg: DatabaseConfig) -> ssl.SSLContext | None:
+    """TLS for the connection when `database.ssl_ca` or `ssl_cert` is set (env.php's `PDO::MYSQL_ATTR_SSL_*`);
+    ConfigError naming the key and file when one cannot be loaded."""
+    if not (cfg.ssl_ca or cfg.ssl_cert):
+        return None
+    key = "database.ssl_ca"
+    try:
+        context = ssl.create_default_context(cafile=cfg.ssl_ca or None)
+        if cfg.ssl_cert:
+            key = "database.ssl_cert"
+            context.load_cert_chain(cfg.ssl_cert, cfg.ssl_key or None)
+    except (OSError, ssl.SSLError) as e:
+        file = cfg.ssl_cert if key == "database.ssl_cert" else cfg.ssl_ca
+        why = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+        raise ConfigError(f"{key}: cannot load {file}: {why}") from None
+    if not cfg.ssl_verify:  # env.php PDO::MYSQL_ATTR_SSL_VERIFY_SERVER_CERT => false
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def _no_answer(cfg: DatabaseConfig) -> str:

@@ -99,6 +99,14 @@ ConfigOpt = Annotated[
     typer.Option("--config", "-c", metavar="FILE", show_default=False,
                  help="YAML config file. Default: $NACENTO_CONFIG, else ./nacento-sync.yaml."),
 ]
+MagentoRootOpt = Annotated[
+    Path | None,
+    typer.Option("--magento-root", metavar="DIR", show_default=False,
+                 help="Magento's root directory: read the database, storage and queue settings from "
+                 "DIR/app/etc/env.php (with PHP; run as the files' owner, never as root). Flags, environment and "
+                 "config file override it key by key. Default: $NACENTO_MAGENTO_ROOT, else the config file's "
+                 "magento_root."),
+]
 ModeOpt = Annotated[
     ModeChoice | None,
     typer.Option("--mode", help="merge (default): add and update, never remove. replace: also delete the "
@@ -127,6 +135,7 @@ class LogFormat(str, Enum):
 def _main(
     ctx: typer.Context,
     config: ConfigOpt = None,
+    magento_root: MagentoRootOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr, and the final one-line "
                                         "summary on stdout (for cron, which mails what reaches stderr).")] = False,
     log_format: Annotated[LogFormat, typer.Option("--log-format", help="text, or json: one JSON object per "
@@ -135,7 +144,8 @@ def _main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,  # noqa: ARG001
                                           help="Print the version and exit.")] = False,  # (handled by _version)
 ) -> None:
-    ctx.obj = {"config": str(config) if config else None, "quiet": quiet}
+    ctx.obj = {"config": str(config) if config else None, "quiet": quiet,
+               "magento_root": str(magento_root) if magento_root else None}
     Mode.quiet, Mode.json = quiet, log_format is LogFormat.json
     configure_logging()
 
@@ -186,11 +196,11 @@ def flag_problems(overrides: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 def _config(ctx: typer.Context, need_storage: bool = False, **overrides: dict[str, Any]) -> Config:
-    """The configuration (file, environment, flags); exit 2 with the bad flag or key named."""
+    """The configuration (flags, environment, file, env.php); exit 2 with the bad flag or key named."""
     try:
         if problems := flag_problems(overrides):
             raise ConfigError("invalid option: " + "; ".join(problems))
-        cfg = load_config(ctx.obj["config"], overrides)
+        cfg = load_config(ctx.obj["config"], overrides, magento_root=ctx.obj.get("magento_root"))
         if need_storage and cfg.storage is None:
             raise ConfigError("invalid configuration:\n  storage.bucket: Field required "
                               "(config file section storage, or NACENTO_STORAGE__BUCKET)")

@@ -20,7 +20,7 @@ from nacento_sync.cli.common import (
     err,
     out,
 )
-from nacento_sync.config import Config
+from nacento_sync.config import Config, shown_values, value_sources
 from nacento_sync.console import error, plain, say
 from nacento_sync.errors import SchemaError
 
@@ -73,11 +73,16 @@ def schema_status(
 ) -> None:
     """Say whether the Magento tables and nacento_media_gallery_meta exist, and how the store is shaped.
 
+    First, each setting with where it came from: flag, environment, config file, env.php or default.
+    Secrets show only as set / not set. With --json: under config_sources.
+
     Example: nacento-sync schema status --json
 
     Exit codes: 0 both exist, 1 one is missing, 2 bad config, 3 database unreachable.
     """
     cfg = _config(ctx)
+    if not json_out:  # first: most useful when the database cannot be reached
+        _print_sources(cfg)
 
     from nacento_sync import magento
 
@@ -92,12 +97,22 @@ def schema_status(
         return info
 
     info = _schema_call(cfg, status)
+    info["config_sources"] = value_sources(cfg)
     if json_out:
         print(json.dumps(info))
     else:
         for k, v in info.items():
-            say(out, f"{k}: {v}")
+            if k != "config_sources":
+                say(out, f"{k}: {v}")
     raise typer.Exit(EXIT_OK if info["exists"] and info.get("magento") else EXIT_FAILED)
+
+
+def _print_sources(cfg: Config) -> None:
+    """`key: value (source)`, one line per setting; a secret's value never shown."""
+    sources, values = value_sources(cfg), shown_values(cfg)
+    say(out, "configuration (value, then where it came from):")
+    for key, source in sources.items():
+        say(out, f"  {key}: {values[key]} ({source})")
 
 
 def _schema_call(cfg: Config, fn):
