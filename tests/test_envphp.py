@@ -604,3 +604,25 @@ def test_shown_values_never_hold_a_secret(magento_root):
     Path("nacento-sync.yaml").write_text("database: {password: '', table_prefix: ''}\n")
     shown = shown_values(load_config(env={}, magento_root=magento_root))
     assert (shown["database.password"], shown["database.table_prefix"]) == ("not set", '""')
+
+
+def test_doctor_reads_env_php_and_names_where_values_came_from(store, bucket, db_params, tmp_path, monkeypatch):
+    from helpers import install_meta
+
+    monkeypatch.chdir(tmp_path)
+    install_meta(store)
+    root = tmp_path / "magento"
+    _store_env_php(root, store, bucket, db_params, f"{db_params['host']}:{db_params['port']}")
+    res = cli("--magento-root", str(root), "doctor", "--json", env={"NACENTO_SYNC__BATCH_SIZE": "50"})
+    checks = {c["name"]: c for c in json.loads(res.stdout)["checks"]}
+    assert res.returncode == 0, res.output
+    detail = checks["configuration"]["detail"]
+    assert "database.name (env.php)" in detail and "storage.bucket (env.php)" in detail
+    assert "sync.batch_size (environment)" in detail and "magento_root (flag)" in detail
+    assert checks["database"]["ok"] and checks["storage"]["ok"]
+    assert S3_SECRET not in res.output
+
+    write_env_php(root, f"return ['db' => ['connection' => ['default' => ['password' => '{DB_SECRET}',]]]\n")
+    broken = cli("--magento-root", str(root), "doctor")
+    assert broken.returncode == 2
+    assert str(root / "app" / "etc" / "env.php") in broken.output and DB_SECRET not in broken.output

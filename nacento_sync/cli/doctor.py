@@ -9,9 +9,8 @@ from typing import Annotated
 
 import typer
 
-from nacento_sync import config as config_module
 from nacento_sync.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PlainCommand, app, out
-from nacento_sync.config import Config, ConfigError, config_path, load_config
+from nacento_sync.config import Config, ConfigError, config_path, load_config, value_sources
 from nacento_sync.console import say
 from nacento_sync.doctor import Check, all_ok, config_detail, failed, passed, report_json, summary
 
@@ -31,7 +30,7 @@ def doctor(
 
     Exit codes: 0 no check failed, 1 some check failed, 2 bad usage or configuration.
     """
-    cfg, check = _config_check(ctx.obj["config"])
+    cfg, check = _config_check(ctx.obj["config"], ctx.obj.get("magento_root"))
     checks = [check]
     if cfg is not None:
         from nacento_sync.doctor_checks import run_checks  # the adapters: only once the config is valid
@@ -48,18 +47,15 @@ def doctor(
     raise typer.Exit(EXIT_USAGE if cfg is None else EXIT_OK if all_ok(checks) else EXIT_FAILED)
 
 
-def _config_check(explicit: str | None) -> tuple[Config | None, Check]:
+def _config_check(explicit: str | None, magento_root: str | None) -> tuple[Config | None, Check]:
     """The configuration and its ✓ line, or None and a ✗ line (the message names the key, never a secret)."""
     path, _ = config_path(explicit, os.environ)
     try:
-        cfg = load_config(explicit)
+        cfg = load_config(explicit, magento_root=magento_root)  # env.php errors are ConfigErrors: exit 2
         if "queue" in cfg.model_fields_set:
             cfg.queue.checked_url()
     except ConfigError as e:
         detail = "; ".join(part.strip() for part in str(e).splitlines() if part.strip()).replace(":;", ":")
         return None, failed("configuration", detail, "fix the key named, in the config file or its "
                             "NACENTO_<SECTION>__<KEY> environment variable")
-    # TODO(merge): with --magento-root, `value_sources` names env.php too; its errors are ConfigErrors (exit 2).
-    value_sources = getattr(config_module, "value_sources", None)
-    sources = value_sources(cfg) if value_sources is not None else None
-    return cfg, passed("configuration", "valid; " + config_detail(str(path), path.exists(), sources))
+    return cfg, passed("configuration", "valid; " + config_detail(str(path), path.exists(), value_sources(cfg)))
