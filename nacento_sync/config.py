@@ -75,6 +75,10 @@ class DatabaseConfig(_Section):
                 self.host, self.unix_socket = host, port
         return self
 
+    #: Seconds a run keeps reconnecting after losing the database mid-run (restart, KILL, network) before
+    #: it stops with exit 3; 0 stops at once.
+    retry_seconds: float = Field(60, ge=0, le=86_400)
+
 
 class StorageConfig(_Section):
     bucket: str = Field(min_length=3)
