@@ -12,8 +12,10 @@ import contextlib
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -118,6 +120,11 @@ class Run:
         return self.err.read_text()
 
     @property
+    def messages(self) -> list[str]:
+        """The run's log messages (`--log-format json`: one object a line)."""
+        return [json.loads(line)["message"] for line in self.stderr.splitlines() if line.startswith("{")]
+
+    @property
     def report(self) -> dict[str, Any]:
         return json.loads(self.out.read_text())
 
@@ -127,7 +134,7 @@ class Run:
     def recoveries(self) -> list[tuple[float, int]]:
         """(seconds without a database, attempts) of each reconnect the run logged."""
         return [(float(s), int(n)) for s, n in
-                re.findall(r"reconnected to the database after ([\d.]+) s \((\d+) attempt", self.stderr)]
+                re.findall(r"reconnected to the database after ([\d.]+) s \((\d+) attempt", "\n".join(self.messages))]
 
 
 @dataclass
@@ -146,16 +153,17 @@ class Shop:
             store.add_product(f"SKU-{i:03d}")
         return store
 
-    def start(self, store: MagentoStore, **database: Any) -> Run:
-        cfg = config_dict(store, self.bucket, self.server.params, batch_size=BATCH)
+    def start(self, store: MagentoStore, port: int | None = None, **database: Any) -> Run:
+        cfg = config_dict(store, self.bucket, {**self.server.params, "port": port or self.server.port},
+                          batch_size=BATCH)
         cfg["database"].update(database)
         name = uuid.uuid4().hex[:8]
         config = self.runs / f"{name}.yaml"
         config.write_text(yaml.safe_dump(cfg))
         out, err = self.runs / f"{name}.out", self.runs / f"{name}.err"
         with out.open("w") as stdout, err.open("w") as stderr:
-            proc = subprocess.Popen([sys.executable, "-m", "nacento_sync", "--config", str(config), "sync",
-                                     str(self.export), "--json"], stdout=stdout, stderr=stderr)
+            proc = subprocess.Popen([sys.executable, "-m", "nacento_sync", "--config", str(config), "--log-format",
+                                     "json", "sync", str(self.export), "--json"], stdout=stdout, stderr=stderr)
         return Run(proc, out, err)
 
 
@@ -283,7 +291,7 @@ def test_a_database_away_longer_than_retry_seconds_ends_the_run_with_exit_3(shop
         gate.open()
         shop.server.start()
     assert code == 3, run.stderr
-    assert "database.retry_seconds" in run.stderr and "Traceback" not in run.stderr
+    assert any("database.retry_seconds" in m for m in run.messages) and "Traceback" not in run.stderr
     assert seconds < 2 + 10 + 10, seconds  # the budget, one connect attempt, the process's exit
     results = {r["sku"]: r for r in run.report["results"]}
     committed = [f"SKU-{i:03d}" for i in range(GATED)]
@@ -294,3 +302,81 @@ def test_a_database_away_longer_than_retry_seconds_ends_the_run_with_exit_3(shop
     reconnect(shop.server, store)
     assert committed_images(store) == GATED * IMAGES
     print(f"\ndown for good: exit 3 after {seconds:.2f} s with retry_seconds 2")
+
+
+class CommitCutter:
+    """A TCP proxy in front of the server that lets the `nth` COMMIT through, swallows the server's answer
+    and cuts that connection: the COMMIT took effect, and the client only knows it lost the connection.
+    It reads the client's MySQL packets (3-byte length, sequence number, payload; COM_QUERY is 0x03)."""
+
+    def __init__(self, server_port: int, nth: int) -> None:
+        self.server_port, self.nth, self.commits, self.cut = server_port, nth, 0, threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self.listener.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.server_port))
+                swallow = threading.Event()
+                threading.Thread(target=self._requests, args=(client, upstream, swallow), daemon=True).start()
+                threading.Thread(target=self._answers, args=(upstream, client, swallow), daemon=True).start()
+
+    def _requests(self, client: socket.socket, upstream: socket.socket, swallow: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while header := _read(client, 4):
+                payload = _read(client, int.from_bytes(header[:3], "little"))
+                if payload[:1] == b"\x03" and payload[1:].strip().upper() == b"COMMIT":
+                    self.commits += 1
+                    if self.commits == self.nth:
+                        swallow.set()  # before the COMMIT goes: its answer is the next thing the server sends
+                upstream.sendall(header + payload)
+        _close(client, upstream)
+
+    def _answers(self, upstream: socket.socket, client: socket.socket, swallow: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := upstream.recv(65536):
+                if swallow.is_set():
+                    self.cut.set()
+                    break
+                client.sendall(data)
+        _close(client, upstream)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _read(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            return b""
+        data += chunk
+    return data
+
+
+def _close(*socks: socket.socket) -> None:
+    for sock in socks:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+
+
+def test_a_connection_lost_during_a_commit_that_took_effect_reports_what_that_commit_wrote(shop):
+    """The server committed the batch, the client never heard: the batch is not written twice, and the
+    report counts its images as inserted (not as unchanged), as the uninterrupted run does."""
+    store = shop.store()
+    cutter = CommitCutter(shop.server.port, nth=3)
+    try:
+        run = shop.start(store, port=cutter.port)
+        assert run.finish() == 0, run.stderr
+    finally:
+        cutter.close()
+    assert cutter.cut.is_set()
+    assert any("had taken effect" in m for m in run.messages)
+    assert_like_the_uninterrupted_run(shop, store, run)
+    assert run.report["run"]["reconnects"] == 1
+    print(f"\nCOMMIT answer lost: reconnects (seconds, attempts): {run.recoveries()}")
