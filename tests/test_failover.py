@@ -33,9 +33,9 @@ from private_mariadb import PrivateMariaDB
 from nacento_sync.failover import backoff, commit_took_effect, next_wait, same_server
 from nacento_sync.plan import Entry, ImageStats, ProductPlan, ProductState
 
-SKUS, IMAGES, BATCH = 120, 2, 10
+SKUS, IMAGES, BATCH = 80, 2, 10
 #: The SKU whose batch the gate holds: batches before it are committed when the fault strikes.
-GATED = 60
+GATED = 40
 #: Bound on every wait for the run to reach a state.
 WAIT = 60.0
 
@@ -244,13 +244,14 @@ def assert_like_the_uninterrupted_run(shop: Shop, store: MagentoStore, run: Run)
     assert all(r["error"] is None for r in run.report["results"])
 
 
-def test_a_database_restart_mid_run_is_survived_and_the_tables_equal_an_uninterrupted_runs(shop):
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["restart", "crash"])
+def test_a_database_restart_mid_run_is_survived_and_the_tables_equal_an_uninterrupted_runs(shop, how):
     store = shop.store()
     gate = RowGate(shop.server, store)
     run = shop.start(store)
     wait_for(lambda: lock_waits(store), "the run waits at the gate", run, store)
     assert committed_images(store) == GATED * IMAGES  # the batches before the gate's, and no more
-    away = shop.server.restart()
+    away = shop.server.restart(how)
     gate.open()
     assert run.finish() == 0, run.stderr
     reconnect(shop.server, store)
@@ -258,7 +259,7 @@ def test_a_database_restart_mid_run_is_survived_and_the_tables_equal_an_uninterr
     assert run.report["run"]["reconnects"] == 2  # the writing and the look-up connection
     recoveries = run.recoveries()
     assert recoveries and all(seconds < away + 10 for seconds, _ in recoveries), (away, recoveries)
-    print(f"\nrestart: server away {away:.2f} s; reconnects (seconds, attempts): {recoveries}; "
+    print(f"\n{how.name}: server away {away:.2f} s; reconnects (seconds, attempts): {recoveries}; "
           f"run figures {run.report['run']}")
 
 
