@@ -11,29 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import pymysql
 
 from nacento_sync import magento
+from nacento_sync.asyncmode.decisions import reconnect_backoff
 from nacento_sync.config import DatabaseConfig
 from nacento_sync.plan import ProductPlan, ProductState
 
 log = logging.getLogger("nacento_sync")
 
-#: First wait before reconnecting, and the longest one (seconds).
+#: First wait before reconnecting, and the longest one (seconds; the worker's back-off, other bounds).
 FIRST_DELAY, MAX_DELAY = 0.25, 4.0
 #: Two readings of one server's start time (Unix seconds, each ±1) differ by at most this much.
 SAME_BOOT = 2.5
-
-
-def backoff(first: float = FIRST_DELAY, cap: float = MAX_DELAY) -> Iterator[float]:
-    """Seconds to wait before each reconnect attempt: doubling from `first`, capped at `cap`."""
-    delay = first
-    while True:
-        yield delay
-        delay = min(delay * 2, cap)
 
 
 def next_wait(delay: float, elapsed: float, budget: float) -> float | None:
@@ -131,7 +124,7 @@ class Reconnector:
             log.warning("lost the database connection (%s); reconnecting for up to %g s (database.retry_seconds)",
                         error, budget)
             last: BaseException = error
-            for attempt, delay in enumerate(backoff(), start=1):
+            for attempt, delay in enumerate(reconnect_backoff(FIRST_DELAY, MAX_DELAY), start=1):
                 if next_wait(delay, self._clock() - started, budget) is None:
                     tail = "" if last is error else f"; last attempt: {last}"
                     raise DatabaseGone(f"lost the database connection ({error}) and had none that worked for "
@@ -150,7 +143,7 @@ class Reconnector:
                 log.warning("reconnected to the database after %.1f s (%d attempt(s)); redoing the work in flight",
                             self._clock() - started, attempt)
                 return conn
-            raise AssertionError("unreachable: backoff() never ends")
+            raise AssertionError("unreachable: reconnect_backoff() never ends")
 
     async def _end(self, conn: magento.Connection, old: _Session | None) -> None:
         """Kill the lost connection's server thread (a network drop can leave it holding its locks)."""

@@ -30,7 +30,8 @@ from helpers import config_dict, install_meta, make_bucket, write_ndjson
 from magento_schema import MagentoStore, create_magento_store
 from private_mariadb import PrivateMariaDB
 
-from nacento_sync.failover import backoff, commit_took_effect, next_wait, same_server
+from nacento_sync.asyncmode.decisions import reconnect_backoff
+from nacento_sync.failover import FIRST_DELAY, MAX_DELAY, commit_took_effect, next_wait, same_server
 from nacento_sync.plan import Entry, ImageStats, ProductPlan, ProductState
 
 SKUS, IMAGES, BATCH = 80, 2, 10
@@ -43,8 +44,8 @@ WAIT = 60.0
 # ---------------------------------------------------------------- the policy (pure)
 
 
-def test_backoff_doubles_up_to_its_cap():
-    delays = backoff(0.25, 4.0)
+def test_reconnects_back_off_doubling_up_to_4_s():
+    delays = reconnect_backoff(FIRST_DELAY, MAX_DELAY)
     assert [next(delays) for _ in range(7)] == [0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
 
 
