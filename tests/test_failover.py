@@ -382,3 +382,20 @@ def test_a_connection_lost_during_a_commit_that_took_effect_reports_what_that_co
     assert_like_the_uninterrupted_run(shop, store, run)
     assert run.report["run"]["reconnects"] == 1
     print(f"\nCOMMIT answer lost: reconnects (seconds, attempts): {run.recoveries()}")
+
+
+def test_a_statement_unanswered_for_read_timeout_is_redone_once_its_server_thread_is_killed(shop):
+    """The client gives up on a statement (as on a network drop) while its server thread lives on, holding
+    the batch's locks: the new connection kills that thread before the batch is redone."""
+    store = shop.store()
+    gate = RowGate(shop.server, store)
+    run = shop.start(store, read_timeout=2)
+    (victim,) = wait_for(lambda: lock_waits(store), "the run waits at the gate", run, store)
+    wait_for(lambda: any(f"killed the lost connection's thread {victim}" in m for m in run.messages),
+             "the lost connection's thread is killed", run, store)
+    wait_for(lambda: not store.query("SELECT id FROM information_schema.processlist WHERE id = %s", (victim,)),
+             "the killed thread is gone", run, store)
+    gate.open()
+    assert run.finish() == 0, run.stderr
+    assert_like_the_uninterrupted_run(shop, store, run)
+    print(f"\nread_timeout: reconnects (seconds, attempts): {run.recoveries()}; run figures {run.report['run']}")
