@@ -9,7 +9,9 @@ replaces a lost one with back-off, and kills the lost one's thread so its locks 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -72,10 +74,12 @@ class Reconnector:
     accepts connections but loses every batch still ends the run after `retry_seconds`. Concurrent
     callers (the writing and the look-up connection) reconnect one at a time."""
 
-    def __init__(self, cfg: DatabaseConfig, *,
+    def __init__(self, cfg: DatabaseConfig, *, budget: float | None = None,
                  connect: Callable[[DatabaseConfig], Awaitable[magento.Connection]] = magento.connect,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg, self._connect, self._clock = cfg, connect, clock
+        #: Seconds an outage may last: `database.retry_seconds`, or `math.inf` (the worker, a service).
+        self.budget = cfg.retry_seconds if budget is None else budget
         self._sessions: dict[int, _Session] = {}  # id(connection) → its session
         self._lock = asyncio.Lock()
         self._outage_started: float | None = None
@@ -115,14 +119,15 @@ class Reconnector:
         """A working connection in place of `lost` (closed here), its old thread killed if that server
         still runs; raises DatabaseGone once the outage has lasted `retry_seconds`."""
         async with self._lock:
-            lost.close()
+            with contextlib.suppress(Exception):  # a broken connection may fail to close: it is gone anyway
+                lost.close()
             if self._outage_started is None:
                 self._outage_started = self._clock()
             started = self._outage_started  # a commit on the other connection may end the outage meanwhile
             session = self._sessions.pop(id(lost), None)
-            budget = self.cfg.retry_seconds
-            log.warning("lost the database connection (%s); reconnecting for up to %g s (database.retry_seconds)",
-                        error, budget)
+            budget = self.budget
+            log.warning("lost the database connection (%s); reconnecting%s", error,
+                        f" for up to {budget:g} s (database.retry_seconds)" if budget < math.inf else "")
             last: BaseException = error
             for attempt, delay in enumerate(reconnect_backoff(FIRST_DELAY, MAX_DELAY), start=1):
                 if next_wait(delay, self._clock() - started, budget) is None:
