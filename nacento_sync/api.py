@@ -69,6 +69,10 @@ class SyncResult:
     fatal: str | None = None
     #: Why an asked-for report output was not written (it names the kept `FILE.partial`), if one was not.
     report_error: str | None = None
+    #: Database connections replaced after a loss mid-run (`database.retry_seconds`), and the seconds
+    #: the run spent reconnecting.
+    reconnects: int = 0
+    seconds_reconnecting: float = 0.0
 
     @property
     def nothing_found(self) -> bool:
@@ -131,11 +135,13 @@ def sync(
         # Batches are committed: nothing below may raise, and the report goes out before anything else.
         result = SyncResult(None, round(time.monotonic() - started, 3), counters.batches,
                             dict(counters.s3_requests), counters.statements, counters.cache_purged,
-                            counters.stale_images, counters.looked_up, counters.found, interrupted, counters.fatal)
+                            counters.stale_images, counters.looked_up, counters.found, interrupted, counters.fatal,
+                            reconnects=counters.reconnects, seconds_reconnecting=counters.seconds_down)
         builder.summary.request_id = _request_id(request_id, records)
         builder.summary.run = {"seconds": result.seconds, "batches": result.batches,
                                "s3_requests": result.s3_requests, "sql_write_statements": result.sql_write_statements,
-                               "cache_purged": result.cache_purged, "stale_images": result.stale_images}
+                               "cache_purged": result.cache_purged, "stale_images": result.stale_images,
+                               "reconnects": result.reconnects, "seconds_reconnecting": result.seconds_reconnecting}
         stream_name = "stdout" if json_out is sys.stdout else str(getattr(json_out, "name", "the JSON stream"))
         result.report, result.report_error = write_report(builder, report_file, json_out, stream_name)
     return result

@@ -78,6 +78,10 @@ class DatabaseConfig(_Section):
             setattr(self, key, value)
         return self
 
+    #: Seconds a run keeps reconnecting after losing the database mid-run (restart, KILL, network) before
+    #: it stops with exit 3; 0 stops at once.
+    retry_seconds: float = Field(60, ge=0, le=86_400)
+
 
 def split_host(host: str) -> dict[str, Any]:
     """env.php's spellings of `host` as keys: `name`, `name:port`, a Unix socket path (host `localhost`),

@@ -22,6 +22,7 @@ from nacento_sync.charset import fit_item
 from nacento_sync.codes import Code, Failure
 from nacento_sync.config import Config
 from nacento_sync.etags import EtagFinder, Strategy
+from nacento_sync.failover import DatabaseGone, Reconnector, commit_took_effect
 from nacento_sync.magento import NOT_FOUND, Product, Schema, Writer
 from nacento_sync.models import Item, Rejection, sku_key
 from nacento_sync.pipeline import Pipeline
@@ -76,6 +77,9 @@ class Counters:
     stale_images: int = 0
     #: Why the run stopped early (the database went away), if it did.
     fatal: str | None = None
+    #: Database connections replaced after a loss (failover), and seconds spent without a database.
+    reconnects: int = 0
+    seconds_down: float = 0.0
 
 
 #: Called inside a batch's transaction, after its writes and before COMMIT, with the outcomes of the
@@ -105,9 +109,14 @@ class Engine:
     purger: Purger | None = None
     counters: Counters = field(default_factory=Counters)
     stop_requested: bool = False
+    #: Replaces a lost connection and the batch is redone (the sync run's); None: a lost connection
+    #: stops the run (the worker, which redoes a batch from its operations' statuses, passes none).
+    failover: Reconnector | None = None
 
     def __post_init__(self) -> None:
         self._reads: magento.Connection = self.lookup_conn or self.conn
+        #: Set while COMMIT is in flight: the batch's states before it and its plans (see `_transaction`).
+        self._committing: tuple[list[ProductState], list[tuple[Outcome, ProductPlan]]] | None = None
         if self.etags is None:
             self.etags = EtagFinder(self.storage, self.options.etag_strategy, folder_sizes=self._folder_sizes)
         if self.purger is None:
@@ -121,9 +130,23 @@ class Engine:
         return values
 
     async def _folder_sizes(self) -> dict[str, int]:
-        sizes = await magento.folder_sizes(self._reads, self.schema)
-        await self._reads.rollback()
-        return sizes
+        return await self._read(lambda conn: magento.folder_sizes(conn, self.schema))
+
+    async def _read(self, query: Callable[[magento.Connection], Awaitable[Any]]) -> Any:
+        """`query` on the look-up connection, then the read snapshot ended (before any storage look-up);
+        with failover, asked again on a new connection when that one is lost."""
+        while True:
+            try:
+                result = await query(self._reads)
+                await self._reads.rollback()
+                return result
+            except pymysql.err.MySQLError as e:
+                if self.failover is None or not dberrors.connection_lost(e):
+                    raise
+                shared = self._reads is self.conn
+                self._reads = await self.failover.replace(self._reads, e)
+                if shared:
+                    self.conn = self._reads
 
     async def sync_batch(self, items: list[Item], early: dict[str, list[str]] | None = None) -> list[Outcome]:
         """Sync a batch of distinct SKUs; returns one outcome per item, in order.
@@ -139,9 +162,14 @@ class Engine:
 
     async def lookup(self, items: list[Item], early: dict[str, list[str]]) -> _Batch:
         """Products by SKU and the ETags of their images: no lock held, nothing written."""
-        found = await magento.find_products(self._reads, self.schema, [i.sku for i in items])
-        await self._reads.rollback()  # end the read snapshot before the storage look-ups
+        try:
+            return await self._lookup(items, early)
+        except DatabaseGone as e:  # the run stops (exit 3); this batch is neither written nor reported
+            self._fatal(e)
+            return _Batch([Outcome(item, failure=Failure(Code.DATABASE_ERROR, str(e))) for item in items], [], {})
 
+    async def _lookup(self, items: list[Item], early: dict[str, list[str]]) -> _Batch:
+        found = await self._read(lambda conn: magento.find_products(conn, self.schema, [i.sku for i in items]))
         outcomes = [Outcome(item, warnings=[*early.get(sku_key(item.sku), []), *item.warnings]) for item in items]
         ready: list[tuple[Outcome, Product]] = []
         by_entity: dict[int, int] = {}
@@ -190,11 +218,10 @@ class Engine:
         errors: dict[int, Exception] = {}
         try:
             await self._transaction(writable, etags)
-        except pymysql.err.MySQLError as e:
+        except (pymysql.err.MySQLError, DatabaseGone) as e:
             await self._rollback()
             if dberrors.connection_lost(e):  # nothing of this batch was committed; stop the run (exit 3)
-                self.counters.fatal = f"lost the database connection: {e}"
-                self.stop_requested = True
+                self._fatal(e)
                 errors = dict.fromkeys(range(len(writable)), e)
             elif len(writable) == 1:
                 errors[0] = e
@@ -203,9 +230,13 @@ class Engine:
                 for i, one in enumerate(writable):
                     try:
                         await self._transaction([one], etags)
-                    except pymysql.err.MySQLError as e1:
+                    except (pymysql.err.MySQLError, DatabaseGone) as e1:
                         await self._rollback()
                         errors[i] = e1
+                        if dberrors.connection_lost(e1):  # the rest would fail the same way
+                            self._fatal(e1)
+                            errors.update(dict.fromkeys(range(i + 1, len(writable)), e1))
+                            break
         for i, exc in errors.items():
             out = writable[i][0]
             log.error("SKU %r failed: %s", out.item.sku, exc)
@@ -214,19 +245,45 @@ class Engine:
         self.counters.skus += len(outcomes)
         return outcomes
 
+    def _fatal(self, e: BaseException) -> None:
+        """The database is gone for good: stop the run after this batch (exit 3)."""
+        if self.counters.fatal is None:
+            self.counters.fatal = str(e) if isinstance(e, DatabaseGone) else f"lost the database connection: {e}"
+        self.stop_requested = True
+
     async def _transaction(self, ready: list[tuple[Outcome, Product]], etags) -> None:
-        """Lock, read, plan and write these products in one transaction (retried on deadlock)."""
-        for attempt in range(3):
+        """Lock, read, plan and write these products in one transaction (retried on deadlock).
+
+        With failover, a lost connection is replaced and the transaction redone, planned afresh from what
+        the database now holds; when the loss came during COMMIT, the redo first finds out whether the
+        server had committed (`failover.commit_took_effect`), and then reports what that COMMIT wrote.
+        Raises DatabaseGone when the database stays away for `database.retry_seconds`."""
+        deadlocks = 0
+        lost_commit = self._committing = None
+        while True:
             try:
-                return await self._transaction_once(ready, etags)
-            except pymysql.err.OperationalError as e:
-                if e.args and e.args[0] in magento.RETRIABLE and attempt < 2:
+                await self._transaction_once(ready, etags, lost_commit)
+                if self.failover is not None:
+                    self.failover.progressed()
+                return
+            except pymysql.err.MySQLError as e:
+                lost_commit, self._committing = self._committing or lost_commit, None
+                if self.failover is not None and dberrors.connection_lost(e):
+                    shared = self._reads is self.conn
+                    self.conn = await self.failover.replace(self.conn, e)
+                    if shared:
+                        self._reads = self.conn
+                    continue
+                if isinstance(e, pymysql.err.OperationalError) and e.args and e.args[0] in magento.RETRIABLE \
+                        and deadlocks < 2:
+                    deadlocks += 1
                     await self._rollback()
                     continue
                 raise
-        raise AssertionError("unreachable: the last attempt returns or raises")
 
-    async def _transaction_once(self, ready: list[tuple[Outcome, Product]], etags) -> None:
+    async def _transaction_once(self, ready: list[tuple[Outcome, Product]], etags,
+                                lost_commit: tuple[list[ProductState], list[tuple[Outcome, ProductPlan]]] | None
+                                ) -> None:
         if not ready:
             return
         links = sorted(p.link_id for _, p in ready)
@@ -245,6 +302,18 @@ class Engine:
                                 self.options.allow_empty, object_key=self.storage.key, views=self.schema.views)
             plans.append((out, plan))
             before.append(states[product.link_id])
+        if lost_commit is not None:
+            then, lost_plans = lost_commit
+            took = commit_took_effect(then, [states.get(s.link_id) for s in then], [p for _, p in plans])
+            if took:  # the server committed before the connection dropped: report what it wrote
+                log.warning("the COMMIT in flight when the connection dropped had taken effect; nothing to redo")
+                await self.conn.rollback()
+                plans, before = lost_plans, then
+                await self._after_commit(ready, present, plans, before)
+                return
+            if took is None:
+                log.warning("cannot tell whether the COMMIT in flight when the connection dropped took effect "
+                            "(the products changed meanwhile): writing what is left to do")
         if self.options.dry_run:
             await self.conn.rollback()
         else:
@@ -255,7 +324,14 @@ class Engine:
                 done = [replace(out, stats=plan.stats, changed=plan.writes) for out, plan in plans]
                 if self.before_commit:
                     await self.before_commit(cur, done)
+            self._committing = (before, plans)
             await self.conn.commit()
+            self._committing = None
+        await self._after_commit(ready, present, plans, before)
+
+    async def _after_commit(self, ready: list[tuple[Outcome, Product]], present: set[int],
+                            plans: list[tuple[Outcome, ProductPlan]], before: list[ProductState]) -> None:
+        """The committed batch's outcomes, then its stale resized copies purged."""
         for out, product in ready:
             if product.link_id not in present:
                 out.failure, out.product_id = Failure.of(NOT_FOUND), None
@@ -305,9 +381,15 @@ async def run_sync(
 ) -> tuple[signal.Signals | None, Counters]:
     """Sync every record of a feed. Returns the signal that stopped the run (if any) and the counters."""
     async with open_adapters(cfg) as (conn, schema, storage):
-        lookup_conn = await magento.connect(cfg.database)
+        failover = Reconnector(cfg.database) if cfg.database.retry_seconds > 0 else None
+        if failover is not None:
+            await failover.adopt(conn)
+            lookup_conn = await failover.open()
+        else:
+            lookup_conn = await magento.connect(cfg.database)
+        engine: Engine | None = None
         try:
-            engine = Engine(conn, schema, storage, options, lookup_conn=lookup_conn)
+            engine = Engine(conn, schema, storage, options, lookup_conn=lookup_conn, failover=failover)
             pipeline = Pipeline(engine, builder, on_progress)
             received: list[signal.Signals] = []
             if handle_signals:
@@ -320,9 +402,15 @@ async def run_sync(
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
                 log.warning("stopped at once by a second %s: the open transaction is rolled back", received[1].name)
             engine.counters.s3_requests = dict(storage.requests)
+            if failover is not None:
+                engine.counters.reconnects = failover.reconnects
+                engine.counters.seconds_down = round(failover.seconds_down, 3)
             return (received[0] if received else None), engine.counters
         finally:
             lookup_conn.close()
+            if engine is not None:  # the connections failover opened in place of lost ones
+                engine.conn.close()
+                engine._reads.close()
 
 
 def _install_signals(engine: Engine, received: list) -> None:

@@ -258,6 +258,35 @@ def access_error(cfg: DatabaseConfig, detail: str) -> DatabaseAccessError:
     return DatabaseAccessError(cfg.explain(mask(text, cfg.password)))
 
 
+async def server_session(conn: Connection) -> tuple[int, float]:
+    """This connection's thread id and when its server started (Unix seconds, ±1): the server's own
+    figures, so that a later `kill_connection` can tell the same server from a restarted one."""
+    async with conn.cursor() as cur:
+        await cur.execute("SELECT CONNECTION_ID(), UNIX_TIMESTAMP()")
+        thread_id, now = await cur.fetchone()
+        await cur.execute("SHOW GLOBAL STATUS LIKE 'Uptime'")
+        row = await cur.fetchone()
+    await conn.rollback()
+    return int(thread_id), float(now) - float(row[1] if row else 0)
+
+
+#: `KILL` of a thread that has already ended; of a thread of another user.
+UNKNOWN_THREAD, NOT_OWNER = 1094, 1095
+
+
+async def kill_connection(conn: Connection, thread_id: int) -> bool:
+    """End server thread `thread_id` (a lost connection of ours) so its transaction rolls back and its
+    locks go; False when it had already ended."""
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(f"KILL CONNECTION {int(thread_id)}")
+    except pymysql.err.OperationalError as e:
+        if e.args and e.args[0] == UNKNOWN_THREAD:
+            return False
+        raise
+    return True
+
+
 async def _table_exists(cur, name: str) -> bool:
     await cur.execute(
         "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = %s",

@@ -277,7 +277,7 @@ def test_sigint_finishes_the_batch_and_exits_130(store, bucket, config_file, tmp
     assert report["stats"]["inserted"] == done * 3 and 10 <= done < 150
 
 
-def _sync_stuck_in_second_batch(store, bucket, config_file, tmp_path, sleep: int):
+def _sync_stuck_in_second_batch(store, bucket, config_file, tmp_path, sleep: int, env: dict | None = None):
     """`sync --json` of 3 SKUs in batches of 2, started and held inside the second batch's INSERT (a trigger
     sleeps on SKU-2's label): returns the process and the id of the sleeping database session."""
     store.execute(
@@ -291,7 +291,8 @@ def _sync_stuck_in_second_batch(store, bucket, config_file, tmp_path, sleep: int
         items.append({"sku": f"SKU-{i}", "images": [{"file_path": f"a/b/{i}.jpg", "label": label}]})
     export = write_ndjson(tmp_path / "x.ndjson", items)
     proc = subprocess.Popen([sys.executable, "-m", "nacento_sync", "--config", str(config_file), "sync", str(export),
-                             "--batch-size", "2", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--batch-size", "2", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
     deadline = time.monotonic() + 60
     victim = None
     while victim is None and time.monotonic() < deadline:  # the second batch is inside its INSERT
@@ -303,8 +304,11 @@ def _sync_stuck_in_second_batch(store, bucket, config_file, tmp_path, sleep: int
     return proc, int(victim)
 
 
-def test_lost_database_connection_stops_the_run_with_exit_3(store, bucket, config_file, tmp_path):
-    proc, victim = _sync_stuck_in_second_batch(store, bucket, config_file, tmp_path, 60)
+def test_lost_database_connection_stops_the_run_with_exit_3_when_failover_is_off(store, bucket, config_file,
+                                                                                 tmp_path):
+    # With failover on (the default), tests/test_failover.py shows the run reconnecting instead.
+    proc, victim = _sync_stuck_in_second_batch(store, bucket, config_file, tmp_path, 60,
+                                               env={"NACENTO_DATABASE__RETRY_SECONDS": "0"})
     store.execute(f"KILL CONNECTION {victim}")
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 3, err

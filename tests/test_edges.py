@@ -211,6 +211,7 @@ def test_a_statement_with_no_answer_for_read_timeout_counts_as_a_lost_connection
     cfg = async_config(store, bucket, db_params, {})
     del cfg["queue"]
     cfg["database"]["read_timeout"] = 2
+    cfg["database"]["retry_seconds"] = 0  # no failover: the lock is held for good
     config = write_config(tmp_path / "c.yaml", cfg)
     export = write_ndjson(tmp_path / "x.ndjson", [{"sku": "SKU-1", "images": [{"file_path": "a/b/c.jpg"}]}])
     holder = pymysql.connect(**db_params, database=store.database, autocommit=False)

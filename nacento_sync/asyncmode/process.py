@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Any
 
@@ -23,7 +24,6 @@ from nacento_sync.asyncmode.decisions import (
     decode_envelope,
     outcome_result,
     read_operation,
-    reconnect_backoff,
     settle,
     sku_result,
 )
@@ -33,6 +33,7 @@ from nacento_sync.codes import Code, Failure
 from nacento_sync.config import Config
 from nacento_sync.engine import Engine, Options
 from nacento_sync.etags import EtagFinder
+from nacento_sync.failover import Reconnector
 from nacento_sync.magento import Schema
 from nacento_sync.models import sku_key
 from nacento_sync.results import Outcome
@@ -54,6 +55,8 @@ class BatchProcessor:
         self.prefix = cfg.database.table_prefix
         self.delays = session.topo.retry_delays
         self.db = recorder.db = db
+        #: Replaces a lost connection, for as long as it takes, killing the lost one's server thread.
+        self.failover = Reconnector(cfg.database, budget=math.inf)
         self._sizes: dict[str, int] | None = None
         self._sizes_at = 0.0
 
@@ -71,14 +74,14 @@ class BatchProcessor:
         while todo := [h for h in live if not h.settled and h.generation == self.session.generation]:
             try:
                 await self._process_db(todo)
+                self.failover.progressed()
                 return
             except Exception as e:
                 if not dberrors.connection_lost(e):
                     log.exception("unexpected error while processing %d messages", len(todo))
                     await self._unexpected(todo, e)
                     return
-                log.warning("lost the database connection (%s); reconnecting", e)
-                await self._reconnect_db()
+                await self._reconnect_db(e)
 
     async def _process_db(self, todo: list[Held]) -> None:
         await find_operations(self.db, self.prefix, todo)
@@ -169,20 +172,14 @@ class BatchProcessor:
             self._sizes_at = now
         return self._sizes
 
-    async def _reconnect_db(self) -> None:
-        """Replace the database connection, backing off until the server answers again."""
-        try:
-            self.db.close()
-        except Exception as e:
-            log.debug("closing the lost connection: %s", e)
-        for delay in reconnect_backoff():
-            try:
-                self.db = self.recorder.db = await magento.connect(self.cfg.database)
-                log.info("reconnected to the database")
-                return
-            except magento.DatabaseAccessError as e:
-                log.warning("%s; retrying in %.1fs", e, delay)
-                await asyncio.sleep(delay)
+    async def start(self) -> None:
+        """Note the database connection's server thread, so that a lost one can be killed."""
+        await self.failover.adopt(self.db)
+
+    async def _reconnect_db(self, error: BaseException) -> None:
+        """Replace the database connection, backing off until the server answers again; the lost
+        connection's thread is killed so the locks of its open transaction go."""
+        self.db = self.recorder.db = await self.failover.replace(self.db, error)
 
 
 async def find_operations(db: Any, prefix: str, todo: list[Held]) -> None:

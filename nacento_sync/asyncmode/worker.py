@@ -84,6 +84,7 @@ class Worker:
         async with open_adapters(self.cfg) as (conn, schema, storage):
             await bulk.check_tables(conn, self.cfg.database.table_prefix)
             processor = BatchProcessor(self.cfg, conn, schema, storage, self.session, self.recorder, self.stats)
+            await processor.start()
             await self.session.open()
             await self._log_queue()
             if handle_signals:
