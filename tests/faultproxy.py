@@ -37,7 +37,9 @@ class Schedule:
     #: Fault -> probability per request (their sum at most 1).
     rates: dict[str, float] = field(default_factory=dict)
     seed: int = 0
-    #: A request whose object key contains one of these always gets `outage` (a persistent outage there).
+    #: `rates` apply only to requests whose path contains this ("/media/": the objects, not the bucket check).
+    only: str = ""
+    #: A request whose path contains one of these always gets `outage` (a persistent outage there).
     keys: tuple[str, ...] = ()
     outage: str = "503"
     #: Seconds after the proxy started during which `rates` apply (end None: until closed).
@@ -61,8 +63,8 @@ class FaultProxy:
         self.schedule = schedule or Schedule()
         self.injected: Counter[str] = Counter()
         self.forwarded = 0
-        #: (seconds since start, "ok" or the fault), one per request in arrival order.
-        self.timeline: list[tuple[float, str]] = []
+        #: (seconds since start, request path, "ok" or the fault), one per request in arrival order.
+        self.timeline: list[tuple[float, str, str]] = []
         self._rng = random.Random(self.schedule.seed)
         self._started = time.monotonic()
         self._loop = asyncio.new_event_loop()
@@ -108,7 +110,7 @@ class FaultProxy:
         key = unquote(urlsplit(target).path)
         if any(k in key for k in sched.keys):
             fate = sched.outage
-        elif now < sched.start or (sched.end is not None and now >= sched.end):
+        elif sched.only not in key or now < sched.start or (sched.end is not None and now >= sched.end):
             fate = "ok"
         else:
             fate, edge = "ok", 0.0
@@ -117,7 +119,7 @@ class FaultProxy:
                 if draw < edge:
                     fate = fault
                     break
-        self.timeline.append((now, fate))
+        self.timeline.append((now, key, fate))
         if fate == "ok":
             self.forwarded += 1
         else:
