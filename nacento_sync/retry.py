@@ -80,12 +80,14 @@ class AimdLimit:
     """How many requests may be in flight (additive increase, multiplicative decrease, as TCP does).
 
     Throttling halves the limit, at most once per round: a request sent before the last halving already
-    counted in it (`epoch` tells them apart), so one burst of 503s is one halving, not a collapse to 1.
-    Each `limit` successes in a row (a round) raise it by one, up to `ceiling`."""
+    counted in it (`epoch` tells them apart), so one burst of 503s is one halving, not a collapse. The limit
+    stays at or above `floor` (default an eighth of the ceiling): under a steady fault rate that no slowing
+    down cures, the run still moves (the throttled requests' back-off slows it further). Each `limit`
+    successes (a round) raise it by one, up to `ceiling`."""
 
-    def __init__(self, ceiling: int, floor: int = 1) -> None:
+    def __init__(self, ceiling: int, floor: int | None = None) -> None:
         self.ceiling = max(1, ceiling)
-        self.floor = max(1, min(floor, self.ceiling))
+        self.floor = max(1, min(self.ceiling // 8 if floor is None else floor, self.ceiling))
         self.limit = self.ceiling
         self.epoch = 0
         self.lowest = self.ceiling

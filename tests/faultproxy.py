@@ -42,9 +42,9 @@ class Schedule:
     #: A request whose path contains one of these always gets `outage` (a persistent outage there).
     keys: tuple[str, ...] = ()
     outage: str = "503"
-    #: Seconds after the proxy started during which `rates` apply (end None: until closed).
-    start: float = 0.0
-    end: float | None = None
+    #: `rates` apply from the `start`-th to before the `end`-th request `only` matches (end None: to the last).
+    start: int = 0
+    end: int | None = None
     #: How long a stalled request is held before its connection is closed (past the client's read timeout).
     stall_seconds: float = 30.0
 
@@ -66,6 +66,7 @@ class FaultProxy:
         #: (seconds since start, request path, "ok" or the fault), one per request in arrival order.
         self.timeline: list[tuple[float, str, str]] = []
         self._rng = random.Random(self.schedule.seed)
+        self._matched = 0
         self._started = time.monotonic()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -89,11 +90,11 @@ class FaultProxy:
         self._loop.close()
 
     def use(self, schedule: Schedule) -> None:
-        """Switch to another schedule (its clock starts now)."""
+        """Switch to another schedule (its request count starts again)."""
         self._loop.call_soon_threadsafe(self._switch, schedule)
 
     def _switch(self, schedule: Schedule) -> None:
-        self.schedule, self._rng, self._started = schedule, random.Random(schedule.seed), time.monotonic()
+        self.schedule, self._rng, self._matched = schedule, random.Random(schedule.seed), 0
 
     async def _close(self) -> None:
         if self._server is not None:
@@ -101,6 +102,11 @@ class FaultProxy:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _in_window(self) -> bool:
+        """Count one more request `only` matches: is it within [start, end)?"""
+        index, self._matched = self._matched, self._matched + 1
+        return self.schedule.start <= index and (self.schedule.end is None or index < self.schedule.end)
 
     def _pick(self, target: str) -> str:
         """The n-th request's fate ("ok" to forward it)."""
@@ -110,7 +116,7 @@ class FaultProxy:
         key = unquote(urlsplit(target).path)
         if any(k in key for k in sched.keys):
             fate = sched.outage
-        elif sched.only not in key or now < sched.start or (sched.end is not None and now >= sched.end):
+        elif sched.only not in key or not self._in_window():
             fate = "ok"
         else:
             fate, edge = "ok", 0.0

@@ -106,7 +106,7 @@ def assert_same_outcome(stores, records, reference, report: Report) -> None:
 def test_one_request_in_four_answered_503_for_the_whole_run_ends_as_a_clean_run(
         stores, bucket, db_params, tmp_path):
     """HEAD's 503 has no body (nothing says "SlowDown"): the status alone marks throttling."""
-    records, export, reference, clean_seconds = clean_and_faulty(stores, bucket, db_params, tmp_path, 150, 4)
+    records, export, reference, clean_seconds = clean_and_faulty(stores, bucket, db_params, tmp_path, 100, 4)
     with FaultProxy(bucket.endpoint, Schedule({"503": 0.25}, seed=11, only=OBJECTS)) as proxy:
         cfg = config_dict(stores[1], Bucket(proxy.endpoint, bucket.name), db_params, etag_strategy="head")
         started = time.monotonic()
@@ -115,7 +115,7 @@ def test_one_request_in_four_answered_503_for_the_whole_run_ends_as_a_clean_run(
     assert outcome.sync.status == "ok"
     assert_same_outcome(stores, records, reference, outcome.report)
     requests = outcome.sync.s3_requests
-    assert proxy.injected["503"] > 100 and requests["HEAD"] == 600
+    assert proxy.injected["503"] > 100 and requests["HEAD"] == 400
     assert requests["retries"] == requests["throttled"] == proxy.injected["503"]  # every one absorbed
     figures("503 one in four", heads=requests["HEAD"], injected=dict(proxy.injected), retries=requests["retries"],
             seconds=round(seconds, 2), clean_seconds=round(clean_seconds, 2))
@@ -123,7 +123,7 @@ def test_one_request_in_four_answered_503_for_the_whole_run_ends_as_a_clean_run(
 
 def test_the_run_sends_fewer_requests_at_once_while_throttled_and_recovers(bucket):
     """The in-flight limit (one for all of a client's requests) halves under 503s and grows back after them."""
-    paths = [f"/t/h/{i}.jpg" for i in range(300)]
+    paths = [f"/t/h/{i}.jpg" for i in range(200)]
     etags = {p: bucket.put(p) for p in paths}
     cfg = StorageConfig(bucket=bucket.name, access_key="test", secret_key="test", path_style=True)
 
@@ -139,19 +139,22 @@ def test_the_run_sends_fewer_requests_at_once_while_throttled_and_recovers(bucke
     assert first == again == etags and proxy.injected["503"] > 0
     assert lowest < 32  # the run slowed down
     steady_lowest = lowest
-    # A 1 s burst of 503s on every request, then none: the lookups finish and the limit grows back.
-    with FaultProxy(bucket.endpoint, Schedule({"503": 1.0}, only=OBJECTS, end=1.0)) as proxy:
+    # A burst: the first 200 requests answered 503, then none: the look-ups finish and the limit grows back.
+    with FaultProxy(bucket.endpoint, Schedule({"503": 1.0}, only=OBJECTS, end=200)) as proxy:
         started = time.monotonic()
         first, again, lowest, limit = asyncio.run(look_up(proxy.endpoint))
         seconds = time.monotonic() - started
-        ok_times = [t for t, _, fate in proxy.timeline if fate == "ok"]
-        faults = [t for t, _, fate in proxy.timeline if fate != "ok"]
-    assert first == again == etags and lowest == 1 and limit > lowest
-    recovered = min(ok_times) - max(faults)
-    assert recovered <= storage.retry_policy(cfg).cap + 5  # within the back-off cap (+ slack for a busy machine)
-    figures("throttling and recovery", lowest_limit_at_25pc_503=steady_lowest, burst_faults=len(faults),
-            lowest_limit_in_burst=lowest, limit_600_lookups_later=limit,
-            first_success_after_burst_s=round(recovered, 3), seconds=round(seconds, 2))
+    assert first == again == etags and lowest == 32 // 8 and limit > lowest
+    # Recovered: every request the burst throttled is answered within the back-off cap of the burst's end.
+    burst_end = max(t for t, _, fate in proxy.timeline if fate != "ok")
+    answered = {}
+    for t, key, fate in proxy.timeline:
+        if fate == "ok":
+            answered.setdefault(key, t)
+    recovered = max(answered.values()) - burst_end
+    assert recovered <= storage.retry_policy(cfg).cap + 5  # (+ slack for a busy machine)
+    figures("throttling and recovery", lowest_limit_at_25pc_503=steady_lowest, lowest_limit_in_burst=lowest,
+            limit_400_lookups_later=limit, all_answered_after_burst_s=round(recovered, 3), seconds=round(seconds, 2))
 
 
 # ---------------------------------------------------------------- (2) a mix of faults, slow answers included
@@ -166,14 +169,15 @@ def test_a_mix_of_429_500_resets_and_stalls_past_the_read_timeout_ends_as_a_clea
         cfg["storage"].update(connect_timeout=1, read_timeout=1)
         report = tmp_path / "report.json"
         started = time.monotonic()
-        res = cli("--config", str(write_config(tmp_path / "c.yaml", cfg)), "sync", str(export), "--mode", "replace",
-                  "--report", str(report), "--quiet")
+        res = cli("--config", str(write_config(tmp_path / "c.yaml", cfg)), "--quiet", "sync", str(export),
+                  "--mode", "replace", "--report", str(report))
         seconds = time.monotonic() - started
     assert res.returncode == 0, res.stderr
     assert_same_outcome(stores, records, reference, Report.model_validate_json(report.read_text()))
     assert set(proxy.injected) == set(mix) and proxy.injected["stall"] >= 1
     requests = json.loads(report.read_text())["run"]["s3_requests"]
-    assert requests["retries"] == sum(proxy.injected.values())
+    # Every fault cost one retry, but a reset on a reused connection, which aiohttp itself resends once.
+    assert sum(proxy.injected.values()) - proxy.injected["reset"] <= requests["retries"] <= sum(proxy.injected.values())
     bound = storage.request_bound(StorageConfig.model_validate(cfg["storage"]))
     figures("mix", injected=dict(proxy.injected), requests=requests, seconds=round(seconds, 2),
             request_bound_s=bound)
@@ -365,7 +369,7 @@ def test_a_final_answer_is_not_retried_and_a_spent_budget_raises_the_last_error(
 
 
 def test_one_request_in_four_throttled_needs_no_more_than_the_budget():
-    """12 attempts: a request fails only if 12 in a row do, 0.25^12 ≈ 6e-8; 20,000 requests all succeed."""
+    """12 attempts: a request fails only if 12 in a row do, 0.25^12 ≈ 6e-8; 5,000 requests all succeed."""
     import random
 
     rng = random.Random(1)
@@ -384,32 +388,33 @@ def test_one_request_in_four_throttled_needs_no_more_than_the_budget():
             await asyncio.sleep(0)
 
         results = await asyncio.gather(*(with_retries(call, lambda e: e.verdict, policy, limiter, sleep=fake_sleep)
-                                         for _ in range(20_000)))
+                                         for _ in range(5_000)))
         return sum(results), limiter
 
     total, limiter = asyncio.run(go())
-    assert total == 20_000 and limiter.in_flight == 0 and limiter.aimd.lowest < 32
+    assert total == 5_000 and limiter.in_flight == 0 and limiter.aimd.lowest < 32
 
 
-def test_the_limit_halves_once_per_round_and_grows_back_one_per_round():
+def test_the_limit_halves_once_per_round_down_to_an_eighth_and_grows_back_one_per_round():
     aimd = AimdLimit(16)
     epoch = aimd.epoch
     for _ in range(10):  # ten answers of one burst, all sent before the halving: one halving
         aimd.throttled(epoch)
     assert (aimd.limit, aimd.epoch) == (8, epoch + 1)
-    aimd.throttled(aimd.epoch)
-    aimd.throttled(aimd.epoch)
-    aimd.throttled(aimd.epoch)
-    aimd.throttled(aimd.epoch)
-    aimd.throttled(aimd.epoch)
-    assert aimd.limit == 1 == aimd.lowest  # never below one
-    for expected in (2, 3, 4):
+    for _ in range(5):
+        aimd.throttled(aimd.epoch)
+    assert aimd.limit == 2 == aimd.lowest  # never below an eighth of the ceiling
+    for expected in (3, 4, 5):
         for _ in range(aimd.limit):
             aimd.succeeded()
         assert aimd.limit == expected
     for _ in range(1000):
         aimd.succeeded()
     assert aimd.limit == 16  # never above the ceiling
+    small = AimdLimit(4)
+    for _ in range(5):
+        small.throttled(small.epoch)
+    assert small.limit == 1 == AimdLimit(32, floor=1).floor
 
 
 def test_no_more_requests_are_in_flight_than_the_limit_and_a_cancelled_waiter_passes_its_turn_on():
