@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import random
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -113,12 +114,24 @@ class AimdLimit:
 
 
 class Limiter:
-    """Slots for requests in flight, as many as the run-wide `AimdLimit` allows at the moment."""
+    """Slots for requests in flight, as many as the run-wide `AimdLimit` allows at the moment; and when the
+    endpoint last gave an answer that was not a fault (`silent_for`)."""
 
-    def __init__(self, ceiling: int) -> None:
+    def __init__(self, ceiling: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.aimd = AimdLimit(ceiling)
         self.in_flight = 0
+        self.clock = clock
+        self.last_answer = clock()
         self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def answered(self) -> None:
+        """An attempt got an answer that stands (a success, or a final error such as 404)."""
+        self.aimd.succeeded()
+        self.last_answer = self.clock()
+
+    def silent_for(self) -> float:
+        """Seconds since the endpoint last answered anything but a fault."""
+        return self.clock() - self.last_answer
 
     async def acquire(self) -> int:
         """Wait for a free slot; returns the epoch the request is sent in."""
@@ -158,11 +171,15 @@ async def with_retries(
     on_retry: Callable[[Verdict], None] = lambda _v: None,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     draw: Callable[[], float] = random.random,
+    down_after: float | None = None,
 ) -> T:
     """`call()` until it answers, a final error, or the budget is spent (the last error is raised).
 
     A slot is held only while an attempt runs, never while backing off, so a throttled run keeps few
-    requests in flight without stalling the requests that are waiting out their back-off."""
+    requests in flight without stalling the requests that are waiting out their back-off. Once the endpoint
+    has answered nothing but faults for `down_after` seconds (one request's whole budget), a request stops
+    after its first attempt: a dead bucket fails the rest of the run's SKUs at one attempt each, and the
+    first answer from a revived one restores the full budget."""
     retry = 0
     while True:
         epoch = await limiter.acquire()
@@ -173,11 +190,13 @@ async def with_retries(
             if verdict is Verdict.THROTTLED:
                 limiter.aimd.throttled(epoch)
             elif verdict is Verdict.FINAL:
-                limiter.aimd.succeeded()
+                limiter.answered()
             if verdict is Verdict.FINAL or retry + 1 >= policy.attempts:
                 raise
+            if down_after is not None and limiter.silent_for() > down_after:
+                raise
         else:
-            limiter.aimd.succeeded()
+            limiter.answered()
             return result
         finally:
             limiter.release()

@@ -94,6 +94,8 @@ class Storage:
         #: appear once there is one.
         self.requests = {"HEAD": 0, "LIST": 0}
         self.policy = retry_policy(cfg)
+        #: Nothing but faults for one request's whole bound: the endpoint is down, stop retrying until it answers.
+        self.down_after = request_bound(cfg)
         #: Run-wide: every request of this client shares one in-flight limit.
         self.limiter = Limiter(concurrency)
         self._client: Any = None  # aiobotocore's S3 client, once entered
@@ -112,7 +114,8 @@ class Storage:
 
     async def _request(self, call: Callable[[], Awaitable[T]], policy: RetryPolicy | None = None) -> T:
         """One request with its retries, within the run's in-flight limit."""
-        return await with_retries(call, classify, policy or self.policy, self.limiter, on_retry=self._on_retry)
+        return await with_retries(call, classify, policy or self.policy, self.limiter, on_retry=self._on_retry,
+                                  down_after=self.down_after)
 
     async def __aenter__(self) -> Storage:
         session = aioboto3.Session()

@@ -243,6 +243,29 @@ def test_a_total_outage_of_the_images_fails_every_sku_with_storage_error_and_wri
     assert proxy.injected["503"] == 10 * 12 and out.sync.s3_requests["throttled"] == 10 * 11
 
 
+def test_a_bucket_dead_mid_run_fails_the_rest_at_one_attempt_each(store, bucket, db_params, tmp_path):
+    """Every image request stalls past the read timeout: once nothing but faults came back for one request's
+    bound, the later requests stop after one attempt instead of spending their whole budget."""
+    refs = [store.add_product(f"SKU-{i}") for i in range(12)]
+    counts = store.table_counts()
+    export = write_ndjson(tmp_path / "x.ndjson", [
+        {"sku": ref.sku, "images": [{"file_path": f"d/e/{ref.sku}.jpg"}]} for ref in refs])
+    with FaultProxy(bucket.endpoint, Schedule(keys=(OBJECTS,), outage="stall", stall_seconds=2)) as proxy:
+        cfg = config_dict(store, Bucket(proxy.endpoint, bucket.name), db_params, etag_strategy="head",
+                          concurrency=2)
+        cfg["storage"].update(connect_timeout=0.3, read_timeout=0.3, max_backoff=0.1)
+        started = time.monotonic()
+        out = run(cfg, export, mode="replace")
+        seconds = time.monotonic() - started
+    assert [r.error for r in out.report.results] == ["storage_error"] * 12
+    assert store.table_counts() == counts
+    # Two at a time, a whole budget takes ≥ 12 × 0.3 s: after three rounds the bound (8.3 s) has passed.
+    assert proxy.injected["stall"] <= 6 * 12 + 6 < 12 * 12
+    bound = storage.request_bound(StorageConfig.model_validate(cfg["storage"]))
+    figures("bucket dead mid-run", attempts=proxy.injected["stall"], budget=12 * 12, seconds=round(seconds, 2),
+            request_bound_s=round(bound, 2))
+
+
 # ---------------------------------------------------------------- (4) the start-up check
 
 
@@ -393,6 +416,40 @@ def test_one_request_in_four_throttled_needs_no_more_than_the_budget():
 
     total, limiter = asyncio.run(go())
     assert total == 5_000 and limiter.in_flight == 0 and limiter.aimd.lowest < 32
+
+
+def test_a_dead_endpoint_stops_the_retries_until_it_answers_again():
+    now = [0.0]
+    limiter = Limiter(4, clock=lambda: now[0])
+    policy = RetryPolicy(attempts=12, base=0.1, cap=5)
+    attempts: list[float] = []
+    alive = [False]
+
+    async def call():
+        attempts.append(now[0])
+        now[0] += 1.0  # each attempt times out after 1 s
+        if not alive[0]:
+            raise Fault(Verdict.TRANSIENT)
+        return "etag"
+
+    async def fake_sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    async def one():
+        try:
+            return await with_retries(call, lambda e: e.verdict, policy, limiter, sleep=fake_sleep,
+                                      draw=lambda: 0.999, down_after=policy.bound(1.0))
+        except Fault:
+            return None
+
+    assert asyncio.run(one()) is None and len(attempts) == 12  # the first request: its whole budget
+    attempts.clear()
+    assert asyncio.run(one()) is None and len(attempts) == 1  # silent for longer than a bound: one attempt
+    alive[0] = True
+    assert asyncio.run(one()) == "etag"  # it answers again
+    alive[0] = False
+    attempts.clear()
+    assert asyncio.run(one()) is None and len(attempts) == 12  # and the budget is whole again
 
 
 def test_the_limit_halves_once_per_round_down_to_an_eighth_and_grows_back_one_per_round():
