@@ -114,24 +114,32 @@ class AimdLimit:
 
 
 class Limiter:
-    """Slots for requests in flight, as many as the run-wide `AimdLimit` allows at the moment; and when the
-    endpoint last gave an answer that was not a fault (`silent_for`)."""
+    """Slots for requests in flight, as many as the run-wide `AimdLimit` allows at the moment; and for how
+    long the endpoint has answered nothing but faults (`silent_for`)."""
 
     def __init__(self, ceiling: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.aimd = AimdLimit(ceiling)
         self.in_flight = 0
         self.clock = clock
-        self.last_answer = clock()
+        #: When the current run of faults began (None: the last attempt got an answer). Idle time never counts.
+        self.faulty_since: float | None = None
+        self._last_answer = float("-inf")
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     def answered(self) -> None:
         """An attempt got an answer that stands (a success, or a final error such as 404)."""
         self.aimd.succeeded()
-        self.last_answer = self.clock()
+        self.faulty_since = None
+        self._last_answer = self.clock()
+
+    def faulted(self, sent: float) -> None:
+        """An attempt sent at `sent` failed with a throttled or transient fault."""
+        if self.faulty_since is None:
+            self.faulty_since = max(sent, self._last_answer)  # sent earlier, but the endpoint answered since
 
     def silent_for(self) -> float:
-        """Seconds since the endpoint last answered anything but a fault."""
-        return self.clock() - self.last_answer
+        """Seconds since the first attempt that failed after the endpoint's last answer was sent."""
+        return 0.0 if self.faulty_since is None else self.clock() - self.faulty_since
 
     async def acquire(self) -> int:
         """Wait for a free slot; returns the epoch the request is sent in."""
@@ -183,14 +191,17 @@ async def with_retries(
     retry = 0
     while True:
         epoch = await limiter.acquire()
+        sent = limiter.clock()
         try:
             result = await call()
         except Exception as e:
             verdict = classify(e)
-            if verdict is Verdict.THROTTLED:
-                limiter.aimd.throttled(epoch)
-            elif verdict is Verdict.FINAL:
+            if verdict is Verdict.FINAL:
                 limiter.answered()
+            else:
+                limiter.faulted(sent)
+                if verdict is Verdict.THROTTLED:
+                    limiter.aimd.throttled(epoch)
             if verdict is Verdict.FINAL or retry + 1 >= policy.attempts:
                 raise
             if down_after is not None and limiter.silent_for() > down_after:
