@@ -3,8 +3,9 @@
 It listens on 127.0.0.1 (an ephemeral port, in a thread of its own) and forwards each request to the
 upstream server, except those its `Schedule` picks: those it answers 503 SlowDown (with an XML body, or none:
 a HEAD's answer never has one), 503 with no body, 429, 500, or it resets the connection, or it stalls past
-the client's read timeout. The picks are deterministic for a seed (the n-th request gets the n-th draw);
-`injected` counts what it did, `timeline` records when.
+the client's read timeout: at a rate per fault, within a window of requests, or always for some keys (a
+persistent outage). The picks are deterministic for a seed (the n-th request gets the n-th draw); `injected`
+counts what it did, `timeline` records when and for which key.
 """
 
 from __future__ import annotations
@@ -88,13 +89,6 @@ class FaultProxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
-
-    def use(self, schedule: Schedule) -> None:
-        """Switch to another schedule (its request count starts again)."""
-        self._loop.call_soon_threadsafe(self._switch, schedule)
-
-    def _switch(self, schedule: Schedule) -> None:
-        self.schedule, self._rng, self._matched = schedule, random.Random(schedule.seed), 0
 
     async def _close(self) -> None:
         if self._server is not None:
