@@ -255,18 +255,20 @@ def test_a_bucket_dead_mid_run_fails_the_rest_at_one_attempt_each(store, bucket,
     bound, the later requests stop after one attempt instead of spending their whole budget."""
     refs = [store.add_product(f"SKU-{i}") for i in range(12)]
     counts = store.table_counts()
+    assert storage.request_bound(StorageConfig(bucket="shop-media", connect_timeout=0.5, read_timeout=1,
+                                               max_backoff=0.1)) == pytest.approx(19.1)
     export = write_ndjson(tmp_path / "x.ndjson", [
         {"sku": ref.sku, "images": [{"file_path": f"d/e/{ref.sku}.jpg"}]} for ref in refs])
     with FaultProxy(bucket.endpoint, Schedule(keys=(OBJECTS,), outage="stall", stall_seconds=2)) as proxy:
         cfg = config_dict(store, Bucket(proxy.endpoint, bucket.name), db_params, etag_strategy="head",
                           concurrency=2)
-        cfg["storage"].update(connect_timeout=0.3, read_timeout=0.3, max_backoff=0.1)
+        cfg["storage"].update(connect_timeout=0.5, read_timeout=1, max_backoff=0.1)  # the bucket check passes
         started = time.monotonic()
         out = run(cfg, export, mode="replace")
         seconds = time.monotonic() - started
     assert [r.error for r in out.report.results] == ["storage_error"] * 12
     assert store.table_counts() == counts
-    # Two at a time, a whole budget takes ≥ 12 × 0.3 s: after three rounds the bound (8.3 s) has passed.
+    # Two at a time, a whole budget takes ≥ 12 × 1 s: after three rounds the bound (19.1 s) has passed.
     assert proxy.injected["stall"] <= 6 * 12 + 6 < 12 * 12
     bound = storage.request_bound(StorageConfig.model_validate(cfg["storage"]))
     figures("bucket dead mid-run", attempts=proxy.injected["stall"], budget=12 * 12, seconds=round(seconds, 2),
