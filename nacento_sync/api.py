@@ -54,7 +54,7 @@ class SyncResult:
     report: Report | None
     seconds: float
     batches: int
-    #: Storage requests by type (HEAD, LIST, DELETE).
+    #: Storage requests by type (HEAD, LIST, DELETE), and "retries" / "throttled" when there were any.
     s3_requests: dict[str, int] = field(default_factory=dict)
     sql_write_statements: int = 0
     #: Resized copies deleted (or that a dry run would delete) with `purge_cache`.

@@ -107,8 +107,12 @@ class StorageConfig(_Section):
     prefix: str = ""
     #: Seconds per attempt to open a connection to the endpoint.
     connect_timeout: float = Field(5, gt=0, le=600)
-    #: Seconds per attempt to wait for an answer (botocore makes up to 3 attempts per request).
+    #: Seconds per attempt to wait for an answer (a request makes up to `max_attempts` attempts).
     read_timeout: float = Field(10, gt=0, le=3600)
+    #: Attempts per request, the first included: 5xx, 429, SlowDown, resets and timeouts are retried.
+    max_attempts: int = Field(12, ge=1, le=50)
+    #: Seconds: the longest back-off before a retry (full jitter: a random wait up to min(this, 0.1 × 2^(i-1))).
+    max_backoff: float = Field(5, gt=0, le=300)
 
 
 class SyncConfig(_Section):

@@ -1,58 +1,79 @@
 """The bucket adapter: one question, "what is the ETag of each of these images?", asked concurrently.
 
 An ETag is an opaque version token (stored without quotes); a missing object answers None; any
-other failure, after botocore's retries, answers a `StorageFailure` that fails the SKU. Every request is
-bounded: `storage.connect_timeout` + `storage.read_timeout` per attempt, `ATTEMPTS` attempts.
+other failure, once its retries are spent, answers a `StorageFailure` that fails the SKU. Every request goes
+through `retry.with_retries` (botocore's own retries are off): up to `storage.max_attempts` attempts of at most
+`storage.connect_timeout` + `storage.read_timeout` each, capped jittered back-off between them, and a run-wide
+limit on requests in flight that halves while the endpoint throttles us.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
-from typing import Any
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import aioboto3
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from nacento_sync.config import StorageConfig, mask
 from nacento_sync.errors import AccessError
 from nacento_sync.paths import object_key
 from nacento_sync.results import EtagResult, StorageFailure
+from nacento_sync.retry import Limiter, RetryPolicy, Verdict, classify_answer, with_retries
+
+T = TypeVar("T")
 
 
 class StorageAccessError(AccessError):
     """The bucket cannot be reached or refuses us (exit code 3)."""
 
 
-#: botocore attempts per request, the first included ("standard" mode: throttling and 5xx are retried
-#: with jittered exponential backoff).
-ATTEMPTS = 3
-#: botocore's standard backoff: before retry i (1-based), a random wait of up to min(2 ** (i - 1), 20) s.
-_BACKOFF_BASE, _BACKOFF_CAP = 2, 20
+#: Attempts of `check_access`: a dead endpoint fails the start within seconds; a throttled one gets a second try.
+CHECK_ATTEMPTS = 3
 
 
 def boto_config(cfg: StorageConfig, pool: int) -> BotoConfig:
-    """The client's timeouts and retries: what `request_bound` computes with."""
+    """The client's timeouts; botocore retries nothing (`with_retries` does): what `request_bound` computes with."""
     return BotoConfig(
         max_pool_connections=pool,
-        retries={"total_max_attempts": ATTEMPTS, "mode": "standard"},  # "max_attempts" would count retries
+        retries={"total_max_attempts": 1, "mode": "standard"},  # "max_attempts" would count retries
         connect_timeout=cfg.connect_timeout,
         read_timeout=cfg.read_timeout,
         s3={"addressing_style": "path" if cfg.path_style else "auto"},
     )
 
 
-def request_bound(connect_timeout: float, read_timeout: float, attempts: int = ATTEMPTS) -> float:
-    """The longest one request can take against an endpoint that never answers: each attempt waits for
-    the connection and then for the answer, and botocore's backoff sleeps between attempts. Pure."""
-    backoff = sum(min(_BACKOFF_BASE ** i, _BACKOFF_CAP) for i in range(attempts - 1))
-    return attempts * (connect_timeout + read_timeout) + backoff
+def retry_policy(cfg: StorageConfig, attempts: int | None = None) -> RetryPolicy:
+    """The per-request retry budget of `cfg` (`attempts` overrides `storage.max_attempts`)."""
+    return RetryPolicy(attempts=attempts or cfg.max_attempts, cap=cfg.max_backoff)
+
+
+def request_bound(cfg: StorageConfig, attempts: int | None = None) -> float:
+    """The longest one request can take against an endpoint that never answers: each attempt waits for the
+    connection and then for the answer, with the longest back-off between attempts. Pure."""
+    return retry_policy(cfg, attempts).bound(cfg.connect_timeout + cfg.read_timeout)
 
 
 def startup_bound(cfg: StorageConfig) -> float:
     """How long `check_access` may take at most (also enforced, in case DNS or the credential chain hangs)."""
-    return request_bound(cfg.connect_timeout, cfg.read_timeout)
+    return request_bound(cfg, CHECK_ATTEMPTS)
+
+
+#: Failures worth another attempt: no connection, a connection reset or closed mid-answer, no answer in time.
+_TRANSIENT_ERRORS = (BotoConnectionError, HTTPClientError, IncompleteReadError, TimeoutError, OSError)
+
+
+def classify(err: Exception) -> Verdict:
+    """A failed attempt's verdict: the one definition of a retriable storage error."""
+    if isinstance(err, ClientError):
+        return classify_answer(_status(err), _code(err))
+    if isinstance(err, _TRANSIENT_ERRORS):
+        return Verdict.TRANSIENT
+    return Verdict.FINAL
 
 
 def _code(err: ClientError) -> str:
@@ -69,13 +90,32 @@ class Storage:
     def __init__(self, cfg: StorageConfig, concurrency: int = 32) -> None:
         self.cfg = cfg
         self.concurrency = concurrency
+        #: Requests by type; "retries" (attempts repeated) and "throttled" (answers asking us to slow down)
+        #: appear once there is one.
         self.requests = {"HEAD": 0, "LIST": 0}
+        self.policy = retry_policy(cfg)
+        #: Nothing but faults for one request's whole bound: the endpoint is down, stop retrying until it answers.
+        self.down_after = request_bound(cfg)
+        #: Run-wide: every request of this client shares one in-flight limit.
+        self.limiter = Limiter(concurrency)
         self._client: Any = None  # aiobotocore's S3 client, once entered
         self._ctx: Any = None
-        self._sem = asyncio.Semaphore(concurrency)
 
     def key(self, path: str) -> str:
         return object_key(path, self.cfg.prefix)
+
+    def _count(self, name: str) -> None:
+        self.requests[name] = self.requests.get(name, 0) + 1
+
+    def _on_retry(self, verdict: Verdict) -> None:
+        self._count("retries")
+        if verdict is Verdict.THROTTLED:
+            self._count("throttled")
+
+    async def _request(self, call: Callable[[], Awaitable[T]], policy: RetryPolicy | None = None) -> T:
+        """One request with its retries, within the run's in-flight limit."""
+        return await with_retries(call, classify, policy or self.policy, self.limiter, on_retry=self._on_retry,
+                                  down_after=self.down_after)
 
     async def __aenter__(self) -> Storage:
         session = aioboto3.Session()
@@ -103,7 +143,8 @@ class Storage:
         limit = startup_bound(cfg)
         try:
             async with asyncio.timeout(limit):
-                await self._client.head_bucket(Bucket=cfg.bucket)
+                await self._request(lambda: self._client.head_bucket(Bucket=cfg.bucket),
+                                    retry_policy(cfg, CHECK_ATTEMPTS))
         except ClientError as e:
             status = _status(e)
             if status == 404:
@@ -118,7 +159,7 @@ class Storage:
         except (BotoCoreError, OSError) as e:
             hint = ""
             if "timeout" in type(e).__name__.lower():
-                hint = (f" ({ATTEMPTS} attempts, storage.connect_timeout {cfg.connect_timeout:g} s, "
+                hint = (f" ({CHECK_ATTEMPTS} attempts, storage.connect_timeout {cfg.connect_timeout:g} s, "
                         f"storage.read_timeout {cfg.read_timeout:g} s)")
             raise self._error(f"{where} unreachable: {e}{hint}") from None
 
@@ -128,21 +169,19 @@ class Storage:
 
     async def head_etags(self, paths: Iterable[str]) -> dict[str, EtagResult]:
         """ETag of each canonical image path, HEAD requests bounded by `concurrency`."""
-        sem = self._sem
         unique = list(dict.fromkeys(paths))
 
         async def one(path: str) -> EtagResult:
             key = self.key(path)
-            async with sem:
-                self.requests["HEAD"] += 1
-                try:
-                    head = await self._client.head_object(Bucket=self.cfg.bucket, Key=key)
-                except ClientError as e:
-                    if _status(e) == 404 or _code(e) in ("404", "NoSuchKey", "NotFound"):
-                        return None
-                    return StorageFailure(key, f"HTTP {_status(e)} {_code(e)}".strip())
-                except (TimeoutError, BotoCoreError, OSError) as e:  # EndpointConnectionError is a BotoCoreError
-                    return StorageFailure(key, type(e).__name__)
+            self._count("HEAD")
+            try:
+                head = await self._request(lambda: self._client.head_object(Bucket=self.cfg.bucket, Key=key))
+            except ClientError as e:
+                if _status(e) == 404 or _code(e) in ("404", "NoSuchKey", "NotFound"):
+                    return None
+                return StorageFailure(key, f"HTTP {_status(e)} {_code(e)}".strip())
+            except (TimeoutError, BotoCoreError, OSError) as e:  # EndpointConnectionError is a BotoCoreError
+                return StorageFailure(key, type(e).__name__)
             return str(head.get("ETag", "")).strip('"')
 
         results = await asyncio.gather(*(one(p) for p in unique))
@@ -158,9 +197,8 @@ class Storage:
                 args = {"Bucket": self.cfg.bucket, "Prefix": prefix, "MaxKeys": 1000}
                 if token:
                     args["ContinuationToken"] = token
-                async with self._sem:
-                    self.requests["LIST"] += 1
-                    page = await self._client.list_objects_v2(**args)
+                self._count("LIST")
+                page = await self._request(functools.partial(self._client.list_objects_v2, **args))
                 for obj in page.get("Contents", ()):
                     entries[obj["Key"][len(prefix):]] = str(obj.get("ETag", "")).strip('"')
                 token = page.get("NextContinuationToken")
@@ -180,9 +218,8 @@ class Storage:
             args = {"Bucket": self.cfg.bucket, "Prefix": prefix, "Delimiter": "/", "MaxKeys": 1000}
             if token:
                 args["ContinuationToken"] = token
-            async with self._sem:
-                self.requests["LIST"] += 1
-                page = await self._client.list_objects_v2(**args)
+            self._count("LIST")
+            page = await self._request(functools.partial(self._client.list_objects_v2, **args))
             folders += [p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", ())]
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
@@ -192,10 +229,9 @@ class Storage:
         """One DeleteObjects request (≤ 1,000 keys): how many were deleted, and the errors S3 listed.
 
         S3 answers success for a key that did not exist, so "deleted" counts keys sent less errors."""
-        self.requests["DELETE"] = self.requests.get("DELETE", 0) + 1
-        async with self._sem:
-            answer = await self._client.delete_objects(
-                Bucket=self.cfg.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
+        self._count("DELETE")
+        delete = {"Objects": [{"Key": k} for k in keys], "Quiet": True}
+        answer = await self._request(lambda: self._client.delete_objects(Bucket=self.cfg.bucket, Delete=delete))
         errors = [f"{e.get('Key', '?')}: {e.get('Code', '')} {e.get('Message', '')}".strip()
                   for e in answer.get("Errors", ())]
         return len(keys) - len(errors), errors

@@ -118,10 +118,10 @@ def test_the_default_timeouts_bound_every_start_up_check_under_a_minute():
     # What the clients are really given is what the bounds are computed from.
     boto = storage.boto_config(st, 32)
     assert (boto.connect_timeout, boto.read_timeout) == (st.connect_timeout, st.read_timeout)
-    assert boto.retries == {"total_max_attempts": storage.ATTEMPTS, "mode": "standard"}
-    # botocore: every attempt waits for the connection, then the answer; backoff up to 1 s, then 2 s.
-    assert storage.request_bound(5, 10, 3) == 3 * 15 + 1 + 2
-    assert storage.startup_bound(st) == storage.request_bound(st.connect_timeout, st.read_timeout)
+    assert boto.retries == {"total_max_attempts": 1, "mode": "standard"}  # our retry loop, not botocore's
+    # Every attempt waits for the connection, then the answer; the start-up check's back-off: up to 0.1 s, 0.2 s.
+    assert storage.startup_bound(st) == pytest.approx(storage.CHECK_ATTEMPTS * 15 + 0.1 + 0.2)
+    assert storage.startup_bound(st) == storage.request_bound(st, storage.CHECK_ATTEMPTS)
     bounds = {"database": db.connect_timeout, "bucket": storage.startup_bound(st), "broker": queue.startup_bound()}
     assert all(0 < b < 60 for b in bounds.values()), bounds
     # `sync` checks the database (twice: the look-up connection) and the bucket; one silent server fails it.
@@ -171,13 +171,13 @@ def test_a_silent_bucket_fails_sync_sku_and_worker_within_the_storage_timeouts(
         "worker": (config, ["worker", "--idle-exit", "0"]),
         "endpoint with credentials": (userinfo, ["sync", str(export)]),
     })
-    limit = storage.request_bound(1, 1)
+    limit = storage.startup_bound(Config.model_validate(cfg).storage)
     for name, (res, seconds) in results.items():
         needles = ["http://ak:***@"] if name == "endpoint with credentials" else ["storage.read_timeout 1 s"]
         assert_one_clean_line(res, 3, "bucket 'silent-bucket'", "unreachable", *needles)
         assert_no_secret(res.stdout + res.stderr)
         assert seconds < limit + 20, (name, seconds)
-    assert len(silent.accepted) == 3 * storage.ATTEMPTS  # botocore's attempts (none from the URL aiohttp refuses)
+    assert len(silent.accepted) == 3 * storage.CHECK_ATTEMPTS  # none from the URL aiohttp refuses
 
 
 def _bucket_at(endpoint: str) -> Bucket:
