@@ -239,10 +239,9 @@ class Storage:
     async def delete_object(self, key: str) -> int:
         """One DeleteObject of `key`: the HTTP status (204 when deleting is allowed, even for a key that
         does not exist; 403 when it is denied). For `doctor`, which deletes a key that cannot exist."""
-        self.requests["DELETE"] = self.requests.get("DELETE", 0) + 1
-        try:
-            async with self._sem:
-                answer = await self._client.delete_object(Bucket=self.cfg.bucket, Key=key)
+        self._count("DELETE")
+        try:  # 403 is final, never retried: it is the answer doctor is after
+            answer = await self._request(lambda: self._client.delete_object(Bucket=self.cfg.bucket, Key=key))
         except ClientError as e:
             return _status(e)
         return int(answer.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
