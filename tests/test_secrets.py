@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import typer
 import yaml
-from helpers import config_dict, install_meta, write_ndjson
+from helpers import FlakyS3, config_dict, install_meta, write_ndjson
 from typer.testing import CliRunner
 
 from nacento_sync.cli import app
@@ -99,7 +99,15 @@ def denied_user(store) -> Iterator[str]:
         store.execute(f"DROP USER IF EXISTS '{name}'@'{host}'")
 
 
-def _scenarios(store, bucket, db_params, queue_cfg, denied_user: str) -> list[Scenario]:
+@pytest.fixture
+def denying_s3() -> Iterator[FlakyS3]:
+    """An S3 endpoint that answers 403 (a revoked or wrong key) for every object named `…fail…`."""
+    server = FlakyS3(fail_status=403)
+    yield server
+    server.close()
+
+
+def _scenarios(store, bucket, db_params, queue_cfg, denied_user: str, denying_s3: FlakyS3) -> list[Scenario]:
     """Each failure mode, with every secret the configuration can hold in it."""
     base = config_dict(store, bucket, db_params)
     base["storage"].update(access_key=ACCESS_KEY, secret_key=SECRET_KEY, connect_timeout=1, read_timeout=2)
@@ -125,6 +133,7 @@ def _scenarios(store, bucket, db_params, queue_cfg, denied_user: str) -> list[Sc
         Scenario("no such bucket", variant(storage={"bucket": f"nst-none-{uuid.uuid4().hex[:8]}"}), sync_exit=(3,)),
         Scenario("bucket unreachable", variant(storage={"endpoint": f"http://127.0.0.1:{_closed_port()}"}),
                  sync_exit=(3,)),
+        Scenario("storage denies the keys", variant(storage={"endpoint": denying_s3.endpoint}), sync_exit=(1, 3)),
         Scenario("broker refuses the password", variant(queue={"url": f"amqp://guest:{AMQP_PASSWORD}@{broker}"}),
                  sync_exit=(1,)),
         Scenario("YAML error on the password's line", with_db_password.replace(db_line, db_line + ": [oops")),
@@ -150,7 +159,8 @@ def _leaks(text: str | bytes) -> list[str]:
     return [secret for secret in SECRETS if secret.encode() in data]
 
 
-def test_no_command_leaks_a_secret_in_any_failure(store, bucket, db_params, queue_cfg, denied_user, tmp_path,
+def test_no_command_leaks_a_secret_in_any_failure(store, bucket, db_params, queue_cfg, denied_user, denying_s3,
+                                                  tmp_path,
                                                   caplog: pytest.LogCaptureFixture,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     inputs, out = tmp_path / "in", tmp_path / "out"  # the config files hold the secrets: only `out` is searched
@@ -159,7 +169,8 @@ def test_no_command_leaks_a_secret_in_any_failure(store, bucket, db_params, queu
     monkeypatch.chdir(out)  # whatever a command writes relative to the working directory lands here
     store.add_product("SKU-1")
     bucket.put("/a/b/c.jpg")
-    export = write_ndjson(inputs / "x.ndjson", [{"sku": "SKU-1", "images": [{"file_path": "a/b/c.jpg"}]},
+    images = [{"file_path": "a/b/c.jpg"}, {"file_path": "a/b/fail.jpg"}]  # denied by `denying_s3`
+    export = write_ndjson(inputs / "x.ndjson", [{"sku": "SKU-1", "images": images},
                                                 {"sku": "NOPE", "images": []}, {"sku": "\x00"}])
     home = {"HOME": str(out / "home"), "XDG_STATE_HOME": str(out / "state"), "XDG_DATA_HOME": str(out / "data"),
             "XDG_CACHE_HOME": str(out / "cache"), "XDG_CONFIG_HOME": str(out / "config")}
@@ -170,7 +181,7 @@ def test_no_command_leaks_a_secret_in_any_failure(store, bucket, db_params, queu
     caplog.set_level(logging.DEBUG, logger="nacento_sync")
     leaks: list[str] = []
     runs = 0
-    for scenario in _scenarios(store, bucket, db_params, queue_cfg, denied_user):
+    for scenario in _scenarios(store, bucket, db_params, queue_cfg, denied_user, denying_s3):
         config = inputs / f"{uuid.uuid4().hex}.yaml"
         config.write_text(scenario.config)
         env = {**unset, **home, **scenario.env}
