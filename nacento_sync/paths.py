@@ -7,6 +7,7 @@ creates duplicate gallery entries, so every feed path goes through `canonical_pa
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote, urlsplit
 
 from nacento_sync.models import text_problem
@@ -16,6 +17,9 @@ MAX_PATH_CHARS = 255
 #: Prefixes a PIM may put before the path, longest first (each also without the leading slash).
 _PREFIXES: tuple[str, ...] = ("pub/media/catalog/product/", "media/catalog/product/", "catalog/product/")
 _URL_MARKER = "/media/catalog/product/"
+#: What starts a URL that is not read as one: another scheme (`ftp://`, `file:/`), a mistyped `https:/host`,
+#: a drive `C:/`. Only `http://` and `https://` URLs are read (`//host/…` is refused as an empty segment).
+_OTHER_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/")
 _ROLE_ALIASES: dict[str, str] = {
     "base": "image",
     "image": "image",
@@ -46,6 +50,15 @@ def _from_url(url: str) -> str:
     return path[start + len(_URL_MARKER) :]
 
 
+def _fully_decoded(text: str) -> str:
+    """`text` percent-decoded until nothing changes: what a server or CDN that decodes again would see.
+
+    Each round that changes the text shortens it, so a path of at most 255 characters takes few rounds."""
+    while (decoded := unquote(text)) != text:
+        text = decoded
+    return text
+
+
 def _prefix_len(path: str) -> int:
     """Length of a leading `[pub/][media/]catalog/product/` prefix of `path`, else 0."""
     for prefix in _PREFIXES:
@@ -67,6 +80,8 @@ def canonical_path(raw: str) -> str:
         raise ValueError(f"path {_shown(text)}: {problem}")
     if text[:8].lower().startswith(("http://", "https://")):
         rel = _from_url(text)
+    elif _OTHER_URL.match(text):
+        raise ValueError(f"path {_shown(text)} is not a catalog path: a URL must start with http:// or https://")
     else:
         rel = text.removeprefix("/")
         rel = rel[_prefix_len(rel) :]
@@ -93,6 +108,13 @@ def canonical_path(raw: str) -> str:
     result = "/" + rel
     if len(result) > MAX_PATH_CHARS:
         raise ValueError(f"path {_shown(text)} is longer than {MAX_PATH_CHARS} characters")
+    # `%2e%2e`, `%252e.` or `%5c` is stored literally, but a server that decodes it (once or again) would read
+    # `..` or a backslash: refused like them. Checked on at most 255 characters, so decoding stays cheap.
+    decoded = _fully_decoded(rel)
+    if "\\" in decoded:
+        raise ValueError(f"path {_shown(text)} contains a percent-encoded backslash")
+    if any(s in (".", "..") for s in decoded.split("/")):
+        raise ValueError(f"path {_shown(text)} has a '.' or '..' segment once percent-decoded")
     return result
 
 

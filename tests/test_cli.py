@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import config_dict, write_ndjson
+from helpers import config_dict, install_meta, write_ndjson
 from typer.testing import CliRunner
 
 from nacento_sync import __version__
@@ -257,6 +257,124 @@ def test_kill_mid_run_leaves_whole_skus_and_rerun_converges(store, bucket, confi
     assert res.returncode == 0
     assert json.loads(res.stdout)["stats"]["skipped_no_change"] == partial * 3
     assert _assert_whole_skus(store, 150, 3) == 150
+
+
+class _CountGate:
+    """Holds back the value-row insert that would take the table to `threshold` rows or more (a trigger waits for
+    a named lock this test holds), so a run is caught after a chosen number of committed rows, mid-transaction."""
+
+    def __init__(self, store) -> None:
+        self.store, self.name = store, f"{store.database}.count_gate"
+        store.execute("CREATE TABLE nst_gate (threshold INT NOT NULL)")
+        store.execute("INSERT INTO nst_gate VALUES (2147483647)")
+        store.execute(
+            "CREATE TRIGGER nacento_test_count_gate BEFORE INSERT ON {catalog_product_entity_media_gallery_value} "
+            "FOR EACH ROW BEGIN IF (SELECT COUNT(*) FROM {catalog_product_entity_media_gallery_value}) >= "
+            f"(SELECT threshold FROM nst_gate) THEN DO GET_LOCK('{self.name}', 600); "
+            f"DO RELEASE_LOCK('{self.name}'); END IF; END")
+
+    def arm(self, threshold: int) -> None:
+        assert self.store.query("SELECT GET_LOCK(%s, 0) AS got", (self.name,))[0]["got"] == 1
+        self.store.execute("UPDATE nst_gate SET threshold = %s", (threshold,))
+
+    def open(self) -> None:
+        self.store.execute("UPDATE nst_gate SET threshold = 2147483647")
+        self.store.query("SELECT RELEASE_LOCK(%s)", (self.name,))
+
+    def sessions(self) -> int:
+        """Sessions of the tool connected to the store (the test's own excluded)."""
+        return self.store.query("SELECT COUNT(*) AS n FROM information_schema.processlist WHERE db = %s "
+                                "AND id <> CONNECTION_ID()", (self.store.database,))[0]["n"]
+
+    def waiting(self) -> int:
+        return self.store.query("SELECT COUNT(*) AS n FROM information_schema.processlist WHERE db = %s "
+                                "AND state = 'User lock'", (self.store.database,))[0]["n"]
+
+
+def _value_rows(store) -> int:
+    return store.query("SELECT COUNT(*) AS n FROM {catalog_product_entity_media_gallery_value}")[0]["n"]
+
+
+def _gallery_dump(store) -> dict[str, list[tuple]]:
+    """Every gallery-related row, by SKU and path instead of surrogate ids (a killed run's rolled-back inserts
+    leave gaps in AUTO_INCREMENT), sorted: equal dumps mean equal tables."""
+    lk = store.link
+    dumps = {
+        "gallery": "SELECT p.sku, g.attribute_id, g.value, g.media_type, g.disabled "
+                   "FROM {catalog_product_entity_media_gallery} g "
+                   "JOIN {catalog_product_entity_media_gallery_value_to_entity} e ON e.value_id = g.value_id "
+                   f"JOIN {{catalog_product_entity}} p ON p.{lk} = e.{lk}",
+        "unlinked": "SELECT g.value FROM {catalog_product_entity_media_gallery} g WHERE NOT EXISTS (SELECT 1 FROM "
+                    "{catalog_product_entity_media_gallery_value_to_entity} e WHERE e.value_id = g.value_id)",
+        "value": "SELECT p.sku, g.value, v.store_id, v.label, v.position, v.disabled, m.s3_etag "
+                 "FROM {catalog_product_entity_media_gallery_value} v "
+                 "JOIN {catalog_product_entity_media_gallery} g ON g.value_id = v.value_id "
+                 f"JOIN {{catalog_product_entity}} p ON p.{lk} = v.{lk} "
+                 "LEFT JOIN {nacento_media_gallery_meta} m ON m.record_id = v.record_id",
+        "varchar": "SELECT p.sku, a.attribute_code, v.store_id, v.value FROM {catalog_product_entity_varchar} v "
+                   "JOIN {eav_attribute} a ON a.attribute_id = v.attribute_id "
+                   f"JOIN {{catalog_product_entity}} p ON p.{lk} = v.{lk}",
+    }
+    out = {name: sorted(tuple("" if x is None else str(x) for x in row.values()) for row in store.query(sql))
+           for name, sql in dumps.items()}
+    counts = store.table_counts()
+    out["counts"] = sorted((t, n) for t, n in counts.items() if t.startswith(("catalog_product_entity_media",
+                                                                              "catalog_product_entity_varchar",
+                                                                              "nacento_media_gallery_meta")))
+    return out
+
+
+def test_three_random_kills_then_a_run_equal_one_clean_run(store, bucket, config_file, db_params, tmp_path,
+                                                           magento_factory):
+    """kill -9 three times in a row, each after a random number of committed batches (seeded: NACENTO_TEST_SEED
+    replays a failure), then a normal run: the tables are those of one clean run in a fresh store."""
+    import random
+
+    seed = int(os.environ.get("NACENTO_TEST_SEED") or random.SystemRandom().randrange(2**32))
+    rng = random.Random(seed)
+    print(f"kill points seeded with NACENTO_TEST_SEED={seed}")
+    n, images = 150, 3
+    export = _big_export(store, bucket, tmp_path, n=n, images=images)
+    gate = _CountGate(store)
+    args = [sys.executable, "-m", "nacento_sync", "--config", str(config_file), "sync", str(export),
+            "--batch-size", "3", "--concurrency", "2", "--json"]
+    done = 0
+    for kill in range(3):
+        committed = _value_rows(store)
+        threshold = committed + rng.randint(1, 20) * 3 * images  # up to 20 more batches of 3 SKUs
+        assert threshold < n * images, f"seed {seed}"
+        gate.arm(threshold)
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and not gate.waiting():  # the run is held inside the batch that crosses it
+            assert time.monotonic() < deadline, f"seed {seed}: kill {kill + 1} never reached the gate"
+            time.sleep(0.05)
+        assert proc.poll() is None, f"seed {seed}: the run ended before the gate: {proc.communicate()[1][-2000:]}"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        gate.open()  # the held transaction finds its client gone: it never commits
+        while gate.sessions():  # the killed run's sessions are rolled back and gone before the next run
+            assert time.monotonic() < deadline, f"seed {seed}: the killed run's sessions stay"
+            time.sleep(0.05)
+        whole = _assert_whole_skus(store, n, images)
+        assert done < whole < n, f"seed {seed}"  # at least one more batch committed, the held one did not
+        done = whole
+    res = cli("--config", str(config_file), "sync", str(export), "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["stats"]["skipped_no_change"] == done * images
+    store.execute("DROP TRIGGER nacento_test_count_gate")
+    store.execute("DROP TABLE nst_gate")
+
+    clean = magento_factory("ce")
+    install_meta(clean)
+    for i in range(n):
+        clean.add_product(f"BIG-{i:04d}")
+    clean_cfg = tmp_path / "clean.yaml"
+    clean_cfg.write_text(yaml.safe_dump(config_dict(clean, bucket, db_params)))
+    assert cli("--config", str(clean_cfg), "sync", str(export), "--json").returncode == 0
+    dump = _gallery_dump(store)
+    assert len(dump["gallery"]) == n * images and len(dump["varchar"]) == n
+    assert dump == _gallery_dump(clean), f"seed {seed}"
 
 
 def test_sigint_finishes_the_batch_and_exits_130(store, bucket, config_file, tmp_path):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
+import re
+from urllib.parse import quote, unquote
 
 import pytest
 from hypothesis import assume, given
@@ -60,6 +61,16 @@ def test_other_paths_are_kept_relative_to_catalog_product() -> None:
     assert canonical_path("catalog/a.jpg") == "/catalog/a.jpg"
     assert canonical_path("m/y/cache/a.jpg") == "/m/y/cache/a.jpg"
     assert canonical_path("m/y/a b%20c.jpg") == "/m/y/a b%20c.jpg"  # only URLs are decoded
+    assert canonical_path("m/y/100%25.jpg") == "/m/y/100%25.jpg"
+    assert canonical_path("m/y/%2e%2ea.jpg") == "/m/y/%2e%2ea.jpg"  # `..a.jpg` once decoded: a name, not `..`
+    assert canonical_path("m/y:/a.jpg") == "/m/y:/a.jpg"
+
+
+def test_the_host_of_a_url_is_ignored() -> None:
+    """Only the path after /media/catalog/product/ counts: nothing is fetched from the host, the object is
+    looked up in the configured bucket."""
+    assert canonical_path("https://other.host.example/media/catalog/product/m/y/a.jpg") == "/m/y/a.jpg"
+    assert canonical_path("http://user:pw@10.0.0.1:9/x/media/catalog/product/m/y/a.jpg") == "/m/y/a.jpg"
 
 
 @pytest.mark.parametrize(
@@ -111,6 +122,24 @@ def test_other_paths_are_kept_relative_to_catalog_product() -> None:
         ("https://h/media/catalog/product/m/y/a.jpg%20", "ends with whitespace"),
         ("https://h/media/catalog/product/m/y/%FF.jpg", "invalid URL"),
         ("m/y/" + "a" * (MAX_PATH_CHARS - 4), "longer than 255"),
+        # Stored literally they would be harmless, but a server or CDN that decodes them reads `..` or `\\`.
+        ("m/%2e%2e/a.jpg", "'.' or '..' segment once percent-decoded"),
+        ("m/%2E%2e/a.jpg", "'.' or '..' segment once percent-decoded"),
+        ("m/%2e./a.jpg", "'.' or '..' segment once percent-decoded"),
+        ("m/.%2E/a.jpg", "'.' or '..' segment once percent-decoded"),
+        ("m/%2e/a.jpg", "'.' or '..' segment once percent-decoded"),
+        ("m/%252e%252e/a.jpg", "'.' or '..' segment once percent-decoded"),  # decoded twice
+        ("m/%25252E./a.jpg", "'.' or '..' segment once percent-decoded"),  # three times
+        ("m/a%2f..%2fb.jpg", "'.' or '..' segment once percent-decoded"),
+        ("https://h/media/catalog/product/m/%252e%252e/a.jpg", "'.' or '..' segment once percent-decoded"),
+        ("m/y/a%5cb.jpg", "percent-encoded backslash"),
+        ("m/y/a%255Cb.jpg", "percent-encoded backslash"),
+        ("https://h/media/catalog/product/m/y/a%255cb.jpg", "percent-encoded backslash"),
+        ("ftp://h/media/catalog/product/m/y/a.jpg", "a URL must start with http:// or https://"),
+        ("file:///var/www/pub/media/catalog/product/m/y/a.jpg", "a URL must start with http:// or https://"),
+        ("https:/h/media/catalog/product/m/y/a.jpg", "a URL must start with http:// or https://"),
+        ("C:/images/a.jpg", "a URL must start with http:// or https://"),
+        ("//other.host/media/catalog/product/m/y/a.jpg", "empty segment"),
     ],
 )
 def test_rejected(raw: str, fragment: str) -> None:
@@ -190,11 +219,20 @@ _SEGMENT_CHARS = st.characters(
 _segment = st.text(_SEGMENT_CHARS, min_size=1, max_size=12).filter(lambda s: s not in (".", ".."))
 
 
+def _decoded(text: str) -> str:
+    while (once := unquote(text)) != text:
+        text = once
+    return text
+
+
 @st.composite
 def relative_paths(draw: st.DrawFn) -> str:
     """Valid paths relative to catalog/product: no prefix, not in cache/, short enough."""
     rel = "/".join(draw(st.lists(_segment, min_size=1, max_size=5)))
     assume(rel.split("/")[0] != "cache")
+    assume(not re.match(r"[A-Za-z][A-Za-z0-9+.-]*:/", rel))  # another scheme's URL, or a drive
+    decoded = _decoded(rel)  # percent-encoded `..` or backslash
+    assume("\\" not in decoded and not {".", ".."} & set(decoded.split("/")))
     assume(not rel.startswith(("catalog/product", "media/catalog/product", "pub/media/catalog/product")))
     return rel
 
