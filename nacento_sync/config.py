@@ -25,6 +25,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails
 
 from nacento_sync.errors import UsageError
 
@@ -77,7 +78,13 @@ class DatabaseConfig(_Section):
 
 
 class StorageConfig(_Section):
-    bucket: str = Field(min_length=3)
+    #: Where the images are: "s3" (the bucket Magento uses as remote storage) or "filesystem" (Magento's own
+    #: `pub/media` directory on this host).
+    backend: Literal["s3", "filesystem"] = "s3"
+    #: backend s3: the bucket (required).
+    bucket: str | None = Field(None, min_length=3)
+    #: backend filesystem: Magento's `pub/media` directory (required); images are `<root>/catalog/product/m/y/a.jpg`.
+    root: str | None = Field(None, min_length=1)
     endpoint: str | None = None
     region: str = "us-east-1"
     access_key: SecretStr | None = None
@@ -88,6 +95,24 @@ class StorageConfig(_Section):
     connect_timeout: float = Field(5, gt=0, le=600)
     #: Seconds per attempt to wait for an answer (botocore makes up to 3 attempts per request).
     read_timeout: float = Field(10, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _backend_keys(self) -> StorageConfig:
+        """Each backend's own required key, reported at that key (`storage.bucket: Field required`)."""
+        needed = "bucket" if self.backend == "s3" else "root"
+        if getattr(self, needed) is None:
+            raise ValidationError.from_exception_data(
+                "StorageConfig", [InitErrorDetails(type="missing", loc=(needed,), input={})])
+        if self.backend == "filesystem" and self.prefix.strip("/"):
+            raise ValidationError.from_exception_data("StorageConfig", [InitErrorDetails(
+                type="value_error", loc=("prefix",), input=self.prefix,
+                ctx={"error": ValueError("only backend s3 has a key prefix; leave it empty for filesystem")})])
+        return self
+
+    @property
+    def where(self) -> str:
+        """The storage in words, for messages: `bucket 'shop-media'` or `storage.root /srv/magento/pub/media`."""
+        return f"storage.root {self.root}" if self.backend == "filesystem" else f"bucket {self.bucket!r}"
 
 
 class SyncConfig(_Section):

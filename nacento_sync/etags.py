@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Literal
 
 from nacento_sync.results import EtagResult, StorageFailure
 
-if TYPE_CHECKING:  # the adapter: only EtagFinder uses it, and the cost function never
-    from nacento_sync.storage import Storage
+if TYPE_CHECKING:  # the adapter's interface: only EtagFinder uses it, and the cost function never
+    from nacento_sync.results import ImageStore
 
 Strategy = Literal["auto", "head", "list"]
 #: What one LIST request costs, in HEAD requests.
@@ -126,14 +126,15 @@ class EtagFinder:
 
     def __init__(
         self,
-        storage: Storage,
+        storage: ImageStore,
         strategy: Strategy = "auto",
         *,
         max_cached_keys: int = 500_000,
         folder_sizes: Callable[[], Awaitable[Mapping[str, int]]] | None = None,
     ) -> None:
         self.storage = storage
-        self.strategy = strategy
+        # A storage that cannot list cheaply (files: a listing reads every file) is always asked per image.
+        self.strategy: Strategy = strategy if getattr(storage, "can_list", True) else "head"
         self.cache = ListingCache(max_cached_keys)
         self.demand: dict[str, int] = defaultdict(int)
         self._seen: set[str] = set()  # paths counted in `demand` (bounded by the run's distinct images)

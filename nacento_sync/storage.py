@@ -16,14 +16,9 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from nacento_sync.config import StorageConfig, mask
-from nacento_sync.errors import AccessError
+from nacento_sync.errors import StorageAccessError
 from nacento_sync.paths import object_key
 from nacento_sync.results import EtagResult, StorageFailure
-
-
-class StorageAccessError(AccessError):
-    """The bucket cannot be reached or refuses us (exit code 3)."""
-
 
 #: botocore attempts per request, the first included ("standard" mode: throttling and 5xx are retried
 #: with jittered exponential backoff).
