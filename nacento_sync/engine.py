@@ -29,7 +29,6 @@ from nacento_sync.plan import Mode, ProductPlan, ProductState, plan_product
 from nacento_sync.purge import Purger
 from nacento_sync.report import ReportBuilder
 from nacento_sync.results import ImageStore, Outcome, StorageFailure
-from nacento_sync.storage import Storage
 
 log = logging.getLogger("nacento_sync")
 
@@ -279,6 +278,8 @@ def open_storage(cfg: StorageConfig, concurrency: int = 32) -> Any:
         from nacento_sync.filestore import FileStorage
 
         return FileStorage(cfg, concurrency)
+    from nacento_sync.storage import Storage  # aioboto3 is slow to import: only when the bucket is used
+
     return Storage(cfg, concurrency)
 
 

@@ -149,6 +149,8 @@ class EtagFinder:
 
     async def etags(self, paths: Iterable[str]) -> dict[str, EtagResult]:
         unique = list(dict.fromkeys(paths))
+        if self.strategy == "head":  # nothing to weigh: no demand kept, no listing
+            return await self.storage.head_etags(unique)
         result: dict[str, EtagResult] = {}
         pending = []
         for p in unique:
@@ -173,8 +175,9 @@ class EtagFinder:
             outcomes = await asyncio.gather(*(self._list(f) for f in decision.lists))
             failed = {f: o for f, o in zip(decision.lists, outcomes, strict=True) if o is not None}
         heads = list(decision.heads)
+        asked = set(decision.heads)
         for p in pending:
-            if p in decision.heads:
+            if p in asked:
                 continue
             answered, etag = self.cache.lookup(p)
             first, second = folders(p)

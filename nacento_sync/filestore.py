@@ -35,6 +35,8 @@ from nacento_sync.results import EtagResult, StorageFailure
 READ_CHUNK = 1 << 20
 #: Paths stat'ed per task of the pool.
 _STAT_CHUNK = 256
+#: Directories whose real path is remembered (dispersion folders: about 1,300 in a store); beyond, forgotten.
+_DIRS_KEPT = 100_000
 #: Keys are the bucket's: `media/` stands for `storage.root` (Magento's `pub/media`).
 _MEDIA = "media/"
 _OUTSIDE = "resolves outside storage.root"
@@ -70,6 +72,7 @@ class FileStorage:
         self._product = os.path.join(self.root, "catalog", "product")
         self.cache = cache if cache is not None else HashCache(cache_file(self.root))
         self._pool: ThreadPoolExecutor | None = None
+        self._dirs: dict[str, str] = {self.root: self.root}  # directory under the root → its real path
 
     def key(self, path: str) -> str:
         return object_key(path)
@@ -135,9 +138,9 @@ class FileStorage:
         unique = list(dict.fromkeys(paths))
         if not unique:
             return {}
-        remembered = await self.cache.get(unique)
-        looks = await asyncio.gather(*(self._run(self._look_all, unique[i:i + _STAT_CHUNK])
-                                       for i in range(0, len(unique), _STAT_CHUNK)))
+        remembered, *looks = await asyncio.gather(
+            self.cache.get(unique),
+            *(self._run(self._look_all, unique[i:i + _STAT_CHUNK]) for i in range(0, len(unique), _STAT_CHUNK)))
         self.requests["STAT"] += len(unique)
         result: dict[str, EtagResult] = {}
         to_hash: list[tuple[str, _Found]] = []
@@ -163,28 +166,43 @@ class FileStorage:
         return result
 
     def _look_all(self, paths: list[str]) -> list[_Found | EtagResult]:
-        dirs: dict[str, str] = {}  # directory → its real path, for this chunk
-        return [self._look(p, dirs) for p in paths]
+        if len(self._dirs) > _DIRS_KEPT:
+            self._dirs = {self.root: self.root}
+        return [self._look(p) for p in paths]
 
     def _inside_root(self, real: str) -> bool:
         return real == self.root or real.startswith(self._inside)
 
-    def _look(self, path: str, dirs: dict[str, str]) -> _Found | EtagResult:
-        """One `lstat` for a plain file (its directory's real path is resolved once per chunk)."""
-        file = os.path.join(self._product, path.lstrip("/"))
+    def _real_dir(self, directory: str) -> str:
+        """The real path of a directory under the root: one `lstat` per directory a run meets (remembered;
+        `os.path.realpath` would `lstat` every component of every path)."""
+        real = self._dirs.get(directory)
+        if real is None:
+            parent, name = os.path.split(directory)
+            if parent == directory or not directory.startswith(self._inside):
+                return os.path.realpath(directory)
+            try:
+                is_link = stat.S_ISLNK(os.lstat(directory).st_mode)
+            except OSError:
+                is_link = True  # let realpath say where it leads
+            real = os.path.realpath(directory) if is_link else os.path.join(self._real_dir(parent), name)
+            self._dirs[directory] = real
+        return real
+
+    def _look(self, path: str) -> _Found | EtagResult:
+        """One `lstat` for a plain file in a known directory (string operations: this runs per file)."""
+        file = self._product + "/" + path.lstrip("/")
         try:
             st = os.lstat(file)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as e:
             return StorageFailure(self.key(path), _reason(e))
-        parent = os.path.dirname(file)
-        real_parent = dirs.get(parent)
-        if real_parent is None:
-            real_parent = dirs[parent] = os.path.realpath(parent)
+        parent, _, name = file.rpartition("/")
+        real_parent = self._real_dir(parent)
         if not self._inside_root(real_parent):
             return Missing(f"its folder {_OUTSIDE}")
-        target = os.path.join(real_parent, os.path.basename(file))
+        target = file if real_parent == parent else real_parent + "/" + name
         if stat.S_ISLNK(st.st_mode):
             target = os.path.realpath(file)
             if not self._inside_root(target):
@@ -262,16 +280,12 @@ class FileStorage:
 
     def _delete(self, keys: list[str]) -> tuple[int, list[str]]:
         deleted, errors = 0, []
-        dirs: dict[str, str] = {}
         for key in keys:
             if not key.startswith(_MEDIA) or ".." in key.split("/"):
                 errors.append(f"{key}: not a key under storage.root")
                 continue
             file = os.path.join(self.root, key[len(_MEDIA):])
-            parent = os.path.dirname(file)
-            real_parent = dirs.get(parent)
-            if real_parent is None:
-                real_parent = dirs[parent] = os.path.realpath(parent)
+            real_parent = os.path.realpath(os.path.dirname(file))  # not remembered: unlinking is no look-up
             if not self._inside_root(real_parent):
                 errors.append(f"{key}: {_OUTSIDE}")
                 continue

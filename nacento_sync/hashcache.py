@@ -20,8 +20,8 @@ import os
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 log = logging.getLogger("nacento_sync")
 
@@ -33,9 +33,9 @@ BUSY_TIMEOUT = 2.0
 _CHUNK = 500
 
 
-@dataclass(frozen=True)
-class Fingerprint:
-    """What must not have changed for a remembered MD5 to still be the file's."""
+class Fingerprint(NamedTuple):
+    """What must not have changed for a remembered MD5 to still be the file's (a tuple: cheap to make and
+    compare, once per file per run)."""
 
     size: int
     mtime_ns: int
@@ -52,7 +52,11 @@ def settled(fp: Fingerprint, now_ns: int) -> bool:
     return max(fp.mtime_ns, fp.ctime_ns) <= now_ns - SETTLE_NS
 
 
-def cached_md5(entry: tuple[Fingerprint, str] | None, fp: Fingerprint) -> str | None:
+#: A cache entry: the fingerprint the MD5 was computed under (a plain tuple from the database), the MD5.
+Entry = tuple[tuple[int, ...], str]
+
+
+def cached_md5(entry: Entry | None, fp: Fingerprint) -> str | None:
     """The remembered MD5 if the entry's fingerprint is the file's current one, else None. Pure."""
     if entry is None or entry[0] != fp:
         return None
@@ -134,23 +138,22 @@ class HashCache:
     def active(self) -> bool:
         return self._conn is not None
 
-    async def get(self, paths: Sequence[str]) -> dict[str, tuple[Fingerprint, str]]:
+    async def get(self, paths: Sequence[str]) -> dict[str, Entry]:
         """The entries of these paths (none for a path not cached); a locked or broken cache answers none."""
         if self._conn is None or not paths:
             return {}
         return await self._run(self._get, list(paths))
 
-    def _get(self, paths: list[str]) -> dict[str, tuple[Fingerprint, str]]:
+    def _get(self, paths: list[str]) -> dict[str, Entry]:
         assert self._conn is not None
-        found: dict[str, tuple[Fingerprint, str]] = {}
+        found: dict[str, Entry] = {}
         try:
             for i in range(0, len(paths), _CHUNK):
                 chunk = paths[i : i + _CHUNK]
                 rows = self._conn.execute(
                     "SELECT path, size, mtime_ns, ctime_ns, inode, md5 FROM hashes WHERE path IN "
-                    f"({','.join('?' * len(chunk))})", chunk)
-                for path, size, mtime_ns, ctime_ns, inode, md5 in rows:
-                    found[path] = (Fingerprint(size, mtime_ns, ctime_ns, inode), md5)
+                    f"({','.join('?' * len(chunk))})", chunk).fetchall()
+                found.update((row[0], (row[1:5], row[5])) for row in rows)
         except sqlite3.Error as e:
             log.debug("hash cache read skipped: %s", e)
         return found

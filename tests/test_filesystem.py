@@ -364,3 +364,31 @@ def test_list_etags_reads_a_folder(media):
             return await files.list_etags("m/y/")
 
     assert asyncio.run(listing()) == {"a.jpg": md5}
+
+
+def test_the_cli_syncs_from_a_filesystem_root(store, db_params, media, tmp_path):
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from nacento_sync import cli
+
+    store.add_product("SKU-1")
+    put(media, "/a/a/a.jpg")
+    export = write_ndjson(tmp_path / "x.ndjson", [{"sku": "SKU-1", "images": [{"file_path": "a/a/a.jpg"}]}])
+    ghosts = write_ndjson(tmp_path / "g.ndjson", [{"sku": "SKU-1", "images": [
+        {"file_path": f"g/h/ghost-{i}.jpg"} for i in range(10)]}])
+
+    def invoke(root: Path, *args: str):
+        config_file = tmp_path / "c.yaml"
+        config_file.write_text(yaml.safe_dump(fs_config(store, db_params, root)))
+        return CliRunner().invoke(cli.app, ["--config", str(config_file), *args], catch_exceptions=False)
+
+    done = invoke(media, "sync", str(export), "--json")
+    assert done.exit_code == 0, done.stderr
+    assert json.loads(done.stdout)["stats"]["inserted"] == 1
+    nothing = invoke(media, "sync", str(ghosts), "--json")
+    assert nothing.exit_code == 3 and "storage.root looks wrong" in nothing.stderr
+    gone = invoke(tmp_path / "nowhere", "sync", str(export))
+    assert gone.exit_code == 3 and "does not exist" in gone.stderr
