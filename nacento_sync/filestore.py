@@ -35,8 +35,10 @@ from nacento_sync.results import EtagResult, StorageFailure
 READ_CHUNK = 1 << 20
 #: Paths stat'ed per task of the pool.
 _STAT_CHUNK = 256
-#: Directories whose real path is remembered (dispersion folders: about 1,300 in a store); beyond, forgotten.
+#: Directories whose real path is remembered (dispersion folders: about 1,300 in a store), and for how long
+#: (a long-running worker notices a folder replaced by a symlink within this many seconds).
 _DIRS_KEPT = 100_000
+_DIRS_SECONDS = 60.0
 #: Keys are the bucket's: `media/` stands for `storage.root` (Magento's `pub/media`).
 _MEDIA = "media/"
 _OUTSIDE = "resolves outside storage.root"
@@ -73,6 +75,7 @@ class FileStorage:
         self.cache = cache if cache is not None else HashCache(cache_file(self.root))
         self._pool: ThreadPoolExecutor | None = None
         self._dirs: dict[str, str] = {self.root: self.root}  # directory under the root → its real path
+        self._dirs_since = time.monotonic()
 
     def key(self, path: str) -> str:
         return object_key(path)
@@ -166,8 +169,8 @@ class FileStorage:
         return result
 
     def _look_all(self, paths: list[str]) -> list[_Found | EtagResult]:
-        if len(self._dirs) > _DIRS_KEPT:
-            self._dirs = {self.root: self.root}
+        if len(self._dirs) > _DIRS_KEPT or time.monotonic() - self._dirs_since > _DIRS_SECONDS:
+            self._dirs, self._dirs_since = {self.root: self.root}, time.monotonic()
         return [self._look(p) for p in paths]
 
     def _inside_root(self, real: str) -> bool:
