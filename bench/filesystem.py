@@ -128,10 +128,14 @@ def main() -> None:
             results.append(res)
         stat_seconds = stat_pass(g["media"] / "catalog" / "product", g["paths"])
         read_seconds = gallery_read(args.database)
+        report(args, g, results, stat_seconds, read_seconds)
     finally:
-        if not args.keep_files:
+        if not args.keep_files:  # 100,000 unlinks can take minutes: after the figures are out
             shutil.rmtree(args.out / "fs-media", ignore_errors=True)
             shutil.rmtree(xdg, ignore_errors=True)
+
+
+def report(args, g: dict, results: list[dict], stat_seconds: float, read_seconds: float) -> None:
     floor = stat_seconds + read_seconds
     nochange = results[1]
     summary = {
@@ -160,7 +164,7 @@ def print_summary(s: dict) -> None:
     f = s["floor"]
     print(f"  floor     {f['seconds']:8.2f} s  (one stat per file {f['stat_seconds']:.2f} s + gallery read "
           f"{f['gallery_read_seconds']:.2f} s)")
-    print(f"no-change re-sync ÷ floor: {s['nochange_vs_floor']:.2f} (target ≤ {s['target']})")
+    print(f"no-change re-sync ÷ floor: {s['nochange_vs_floor']:.2f} (target ≤ {s['target']})", flush=True)
 
 
 if __name__ == "__main__":
