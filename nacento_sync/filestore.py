@@ -72,7 +72,7 @@ class FileStorage:
         self.root = os.path.realpath(cfg.root)
         self._inside = self.root if self.root.endswith(os.sep) else self.root + os.sep
         self._product = os.path.join(self.root, "catalog", "product")
-        self.cache = cache if cache is not None else HashCache(cache_file(self.root))
+        self.cache = cache if cache is not None else HashCache.for_root(self.root)
         self._pool: ThreadPoolExecutor | None = None
         self._dirs: dict[str, str] = {self.root: self.root}  # directory under the root → its real path
         self._dirs_since = time.monotonic()
@@ -126,7 +126,8 @@ class FileStorage:
     def cache_problem(self) -> str | None:
         """Why the hash cache file cannot be created or written, or None (blocking). A sync runs without
         the cache then (one warning), every file read and hashed."""
-        assert self.cache.path is not None
+        if self.cache.path is None:
+            return self.cache.problem or "no hash cache"
         return writable_problem(self.cache.path)
 
     def cache_writable(self) -> bool:

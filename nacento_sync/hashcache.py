@@ -99,20 +99,26 @@ def _open(path: Path) -> sqlite3.Connection:
 class HashCache:
     """The SQLite-backed cache of one root (or none: `HashCache.disabled()`), used from async code."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, problem: str | None = None) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
-        #: Why the cache is not used, once opening it failed.
-        self.problem: str | None = None
+        #: Why the cache is not used (no place for it, or opening it failed).
+        self.problem = problem
 
     @classmethod
     def for_root(cls, resolved_root: str) -> HashCache:
-        return cls(cache_file(resolved_root))
+        """The cache of a root, or none when there is no place for it (no home directory)."""
+        try:
+            return cls(cache_file(resolved_root))
+        except (RuntimeError, KeyError, OSError) as e:  # Path.home() without $HOME or a passwd entry
+            return cls(None, f"no cache directory: set XDG_CACHE_HOME or HOME ({e})")
 
     async def open(self) -> None:
         """Open (and create) the cache; on failure run without it, with one warning."""
         if self.path is None:
+            if self.problem:
+                log.warning("hash cache unavailable (%s): every file is read and hashed this run", self.problem)
             return
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="nacento-hashcache")
         try:

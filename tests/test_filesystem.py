@@ -392,3 +392,19 @@ def test_the_cli_syncs_from_a_filesystem_root(store, db_params, media, tmp_path)
     assert nothing.exit_code == 3 and "storage.root looks wrong" in nothing.stderr
     gone = invoke(tmp_path / "nowhere", "sync", str(export))
     assert gone.exit_code == 3 and "does not exist" in gone.stderr
+
+
+def test_no_place_for_the_cache_is_one_warning(caplog):
+    async def scenario() -> dict:
+        cache = HashCache(None, "no cache directory: set XDG_CACHE_HOME or HOME")
+        await cache.open()
+        await cache.put([("/a/a/a.jpg", Fingerprint(1, 2, 3, 4), "aa")])
+        found = await cache.get(["/a/a/a.jpg"])
+        await cache.close()
+        return found
+
+    with caplog.at_level(logging.WARNING, logger="nacento_sync"):
+        assert asyncio.run(scenario()) == {}
+    assert [r.getMessage() for r in caplog.records] == [
+        "hash cache unavailable (no cache directory: set XDG_CACHE_HOME or HOME): every file is read and hashed "
+        "this run"]
