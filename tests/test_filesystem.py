@@ -408,3 +408,22 @@ def test_no_place_for_the_cache_is_one_warning(caplog):
     assert [r.getMessage() for r in caplog.records] == [
         "hash cache unavailable (no cache directory: set XDG_CACHE_HOME or HOME): every file is read and hashed "
         "this run"]
+
+
+def test_an_async_worker_syncs_from_a_filesystem_root(store, db_params, media, queue_cfg, tmp_path):
+    from async_helpers import run_submit, run_worker, status_counts
+
+    from nacento_sync.asyncmode.bulk import Status
+
+    products = [store.add_product(f"SKU-{i}") for i in range(3)]
+    etags = [put(media, f"/w/k/img-{i}.jpg") for i in range(3)]
+    export = write_ndjson(tmp_path / "x.ndjson", [
+        {"sku": f"SKU-{i}", "images": [{"file_path": f"w/k/img-{i}.jpg"}, {"file_path": "w/k/gone.jpg"}]}
+        for i in range(3)])
+    cfg = {**fs_config(store, db_params, media), "queue": queue_cfg}
+    res = run_submit(cfg, export)
+    run_worker(cfg, idle_exit=1.0)
+    assert status_counts(store, res.bulk_uuid) == {Status.COMPLETE: 3}
+    for product, etag in zip(products, etags, strict=True):
+        (entry,) = store.gallery(product.link_id)
+        assert meta(store, entry["record_id"]) == etag
