@@ -197,6 +197,7 @@ def run_scenario(name: str, config: Path, feed: Path, out: Path, *extra: str) ->
             "images_per_s": round(images / seconds, 1), "s3_head": requests.get("HEAD", 0),
             "s3_list": requests.get("LIST", 0),
             "s3_per_image": round((requests.get("HEAD", 0) + requests.get("LIST", 0)) / max(images, 1), 4),
+            "requests": requests,
             "sql_statements": questions() - q0 - 1, "sql_write_statements": figures["sql_write_statements"],
             "peak_rss_mb": round(maxrss_kb / 1024, 1), "exit_code": code,
             "stats": {k: st[k] for k in ("skus_seen", "ok", "error", "inserted", "updated_value", "updated_meta",

@@ -38,7 +38,7 @@ class Code(StrEnum):
     DUPLICATE_SKU = ("duplicate_sku",
                      "a SKU appeared more than once; the later item wins (same batch) or applies after")
     MISSING_OBJECT = ("missing_object",
-                      "the image's object is not in the bucket; it was not inserted and its roles not written")
+                      "the image is not found in storage; it was not inserted and its roles not written")
     LEGACY_PATH = "legacy_path", "an entry stored without the leading slash was respelled to Magento's form"
     DUPLICATE_ENTRY = "duplicate_entry", "two entries of the product had the same path; the extra one was removed"
     DUPLICATE_VALUE_ROWS = ("duplicate_value_rows",

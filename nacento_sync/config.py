@@ -25,6 +25,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails
 
 from nacento_sync.errors import UsageError
 
@@ -98,7 +99,13 @@ def split_host(host: str) -> dict[str, Any]:
 
 
 class StorageConfig(_Section):
-    bucket: str = Field(min_length=3)
+    #: Where the images are: "s3" (the bucket Magento uses as remote storage) or "filesystem" (Magento's own
+    #: `pub/media` directory on this host).
+    backend: Literal["s3", "filesystem"] = "s3"
+    #: backend s3: the bucket (required).
+    bucket: str | None = Field(None, min_length=3)
+    #: backend filesystem: Magento's `pub/media` directory (required); images are `<root>/catalog/product/m/y/a.jpg`.
+    root: str | None = Field(None, min_length=1)
     endpoint: str | None = None
     region: str = "us-east-1"
     access_key: SecretStr | None = None
@@ -113,6 +120,24 @@ class StorageConfig(_Section):
     max_attempts: int = Field(12, ge=1, le=50)
     #: Seconds: the longest back-off before a retry (full jitter: a random wait up to min(this, 0.1 × 2^(i-1))).
     max_backoff: float = Field(5, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _backend_keys(self) -> StorageConfig:
+        """Each backend's own required key, reported at that key (`storage.bucket: Field required`)."""
+        needed = "bucket" if self.backend == "s3" else "root"
+        if getattr(self, needed) is None:
+            raise ValidationError.from_exception_data(
+                "StorageConfig", [InitErrorDetails(type="missing", loc=(needed,), input={})])
+        if self.backend == "filesystem" and self.prefix.strip("/"):
+            raise ValidationError.from_exception_data("StorageConfig", [InitErrorDetails(
+                type="value_error", loc=("prefix",), input=self.prefix,
+                ctx={"error": ValueError("only backend s3 has a key prefix; leave it empty for filesystem")})])
+        return self
+
+    @property
+    def where(self) -> str:
+        """The storage in words, for messages: `bucket 'shop-media'` or `storage.root /srv/magento/pub/media`."""
+        return f"storage.root {self.root}" if self.backend == "filesystem" else f"bucket {self.bucket!r}"
 
 
 class SyncConfig(_Section):
@@ -407,7 +432,7 @@ def load_config(
             php_data = envphp.config_from_envphp(raw, root, storage=not _storage_set(file_data, env_data, flag_data))
         except envphp.EnvPhpError as e:
             raise envphp.EnvPhpError(f"{php_path}: {e}") from None
-        php_data = _until_merged(_socket_with_its_host(php_data, file_data, env_data, flag_data))
+        php_data = _socket_with_its_host(php_data, file_data, env_data, flag_data)
         if missing:
             missing = f"settings from {php_path} (no config file)"
     data: dict[str, Any] = {}
@@ -466,19 +491,6 @@ def _socket_with_its_host(php: dict[str, Any], *layers: Mapping[str, Any]) -> di
             isinstance(layer.get("database"), Mapping) and layer["database"].get("host") is not None
             for layer in layers):
         php = {**php, "database": {k: v for k, v in database.items() if k != "unix_socket"}}
-    return php
-
-
-def _until_merged(php: dict[str, Any]) -> dict[str, Any]:
-    """env.php's storage keys that StorageConfig knows. Pure."""
-    storage = php.get("storage")
-    if isinstance(storage, Mapping) and "backend" not in StorageConfig.model_fields:
-        # TODO(merge): StorageConfig gains `backend` and `root`; then keep env.php's storage as it is.
-        php = dict(php)
-        if storage.get("backend") == "s3":
-            php["storage"] = {k: v for k, v in storage.items() if k not in ("backend", "root")}
-        else:
-            php.pop("storage")
     return php
 
 

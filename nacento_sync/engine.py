@@ -20,7 +20,7 @@ import pymysql
 from nacento_sync import dberrors, magento, signals
 from nacento_sync.charset import fit_item
 from nacento_sync.codes import Code, Failure
-from nacento_sync.config import Config
+from nacento_sync.config import Config, StorageConfig
 from nacento_sync.etags import EtagFinder, Strategy
 from nacento_sync.failover import DatabaseGone, Reconnector, commit_took_effect
 from nacento_sync.magento import NOT_FOUND, Product, Schema, Writer
@@ -29,8 +29,7 @@ from nacento_sync.pipeline import Pipeline
 from nacento_sync.plan import Mode, ProductPlan, ProductState, plan_product
 from nacento_sync.purge import Purger
 from nacento_sync.report import ReportBuilder
-from nacento_sync.results import Outcome, StorageFailure
-from nacento_sync.storage import Storage
+from nacento_sync.results import ImageStore, Outcome, StorageFailure
 
 log = logging.getLogger("nacento_sync")
 
@@ -100,7 +99,7 @@ class _Batch:
 class Engine:
     conn: magento.Connection
     schema: Schema
-    storage: Storage
+    storage: ImageStore
     options: Options
     before_commit: BeforeCommit | None = None
     #: A second connection for product look-ups, so they overlap the previous batch's transaction.
@@ -348,9 +347,21 @@ class Engine:
 
 
 
+def open_storage(cfg: StorageConfig, concurrency: int = 32) -> Any:
+    """The storage adapter `storage.backend` names, not yet entered (an async context manager that is an
+    `ImageStore`): the one place the backend is chosen."""
+    if cfg.backend == "filesystem":
+        from nacento_sync.filestore import FileStorage
+
+        return FileStorage(cfg, concurrency)
+    from nacento_sync.storage import Storage  # aioboto3 is slow to import: only when the bucket is used
+
+    return Storage(cfg, concurrency)
+
+
 @contextlib.asynccontextmanager
-async def open_adapters(cfg: Config) -> AsyncIterator[tuple[Any, Schema, Storage]]:
-    """Connect to the database and the bucket and check both before any write.
+async def open_adapters(cfg: Config) -> AsyncIterator[tuple[Any, Schema, ImageStore]]:
+    """Connect to the database and the storage (bucket or `storage.root`) and check both before any write.
 
     Raises DatabaseAccessError / StorageAccessError (exit 3) and SchemaError (exit 2).
     """
@@ -362,8 +373,9 @@ async def open_adapters(cfg: Config) -> AsyncIterator[tuple[Any, Schema, Storage
                 f"table {cfg.database.table_prefix}{magento.META_TABLE} is missing: run "
                 "`nacento-sync schema install` first")
         if cfg.storage is None:
-            raise magento.SchemaError("storage.bucket is not configured")
-        async with Storage(cfg.storage, cfg.sync.concurrency) as storage:
+            raise magento.SchemaError("storage is not configured (storage.bucket, or storage.backend: filesystem "
+                                      "with storage.root)")
+        async with open_storage(cfg.storage, cfg.sync.concurrency) as storage:
             await storage.check_access()
             yield conn, schema, storage
     finally:

@@ -20,6 +20,10 @@ class AccessError(NacentoError):
     """A database, bucket or broker that cannot be reached, refuses access or does not answer (exit code 3)."""
 
 
+class StorageAccessError(AccessError):
+    """The image storage (a bucket, or `storage.root` on disk) cannot be reached or refuses us (exit code 3)."""
+
+
 class UnknownBulk(NacentoError):
     """No magento_bulk row has this UUID (`status` / `requeue` exit code 5)."""
 

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Literal
 
 from nacento_sync.results import EtagResult, StorageFailure
 
-if TYPE_CHECKING:  # the adapter: only EtagFinder uses it, and the cost function never
-    from nacento_sync.storage import Storage
+if TYPE_CHECKING:  # the adapter's interface: only EtagFinder uses it, and the cost function never
+    from nacento_sync.results import ImageStore
 
 Strategy = Literal["auto", "head", "list"]
 #: What one LIST request costs, in HEAD requests.
@@ -126,14 +126,15 @@ class EtagFinder:
 
     def __init__(
         self,
-        storage: Storage,
+        storage: ImageStore,
         strategy: Strategy = "auto",
         *,
         max_cached_keys: int = 500_000,
         folder_sizes: Callable[[], Awaitable[Mapping[str, int]]] | None = None,
     ) -> None:
         self.storage = storage
-        self.strategy = strategy
+        # A storage that cannot list cheaply (files: a listing reads every file) is always asked per image.
+        self.strategy: Strategy = strategy if getattr(storage, "can_list", True) else "head"
         self.cache = ListingCache(max_cached_keys)
         self.demand: dict[str, int] = defaultdict(int)
         self._seen: set[str] = set()  # paths counted in `demand` (bounded by the run's distinct images)
@@ -148,6 +149,8 @@ class EtagFinder:
 
     async def etags(self, paths: Iterable[str]) -> dict[str, EtagResult]:
         unique = list(dict.fromkeys(paths))
+        if self.strategy == "head":  # nothing to weigh: no demand kept, no listing
+            return await self.storage.head_etags(unique)
         result: dict[str, EtagResult] = {}
         pending = []
         for p in unique:
@@ -172,8 +175,9 @@ class EtagFinder:
             outcomes = await asyncio.gather(*(self._list(f) for f in decision.lists))
             failed = {f: o for f, o in zip(decision.lists, outcomes, strict=True) if o is not None}
         heads = list(decision.heads)
+        asked = set(decision.heads)
         for p in pending:
-            if p in decision.heads:
+            if p in asked:
                 continue
             answered, etag = self.cache.lookup(p)
             first, second = folders(p)

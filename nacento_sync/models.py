@@ -68,6 +68,16 @@ class Item:
 
 
 @dataclass(frozen=True)
+class Missing:
+    """An image the storage does not have, with a reason worth telling (a plain None says "not found").
+
+    E.g. a file whose path resolves outside `storage.root`: it is missing for the sync, and the
+    `missing_object` warning says why."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class Rejection:
     """A record that could not be accepted; `source` is `path:line` or `path#items[i]`."""
 

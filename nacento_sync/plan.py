@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from nacento_sync.codes import Code
-from nacento_sync.models import MANAGED_ROLES, NO_SELECTION, ROLE_LABELS, Item, StoreValues
+from nacento_sync.models import MANAGED_ROLES, NO_SELECTION, ROLE_LABELS, Item, Missing, StoreValues
 from nacento_sync.paths import stored_to_canonical
 from nacento_sync.storeviews import (
     INHERIT,
@@ -237,13 +237,13 @@ def _row_order(r: ValueRow):
 def plan_product(
     item: Item,
     state: ProductState,
-    etags: Mapping[str, str | None],
+    etags: Mapping[str, str | Missing | None],
     mode: Mode = "merge",
     allow_empty: bool = False,
     object_key=lambda path: path,
     views: Mapping[str, int] | None = None,
 ) -> ProductPlan:
-    """Plan one product. `etags[path]` is the object's ETag, or None when the object is missing.
+    """Plan one product. `etags[path]` is the object's ETag, or None (or `Missing`) when it is missing.
 
     `views` maps the store views' codes to their ids (every store view of the shop: the store-view rules
     apply to all of them); without it only store 0 is planned. `object_key` only serves the
@@ -266,9 +266,10 @@ def plan_product(
 
     for img in item.images:
         etag = etags.get(img.path)
-        if etag is None:
+        if etag is None or isinstance(etag, Missing):
             stats.missing += 1
-            warn(Code.MISSING_OBJECT.notice(f"{object_key(img.path)} not found in the bucket; image not synced"))
+            why = f" ({etag.reason})" if isinstance(etag, Missing) else ""
+            warn(Code.MISSING_OBJECT.notice(f"{object_key(img.path)} not found in storage{why}; image not synced"))
             continue
         found_any = True
         if img.path in state.other_media:
@@ -338,7 +339,7 @@ def plan_product(
     # missing is most often a typo'd path; the entry it meant would be deleted and its roles reset.
     listed = {img.path for img in item.images}
     unlisted = {canon: group for canon, group in groups.items() if canon not in listed}
-    missing = [img.path for img in item.images if etags.get(img.path) is None]
+    missing = [img.path for img in item.images if not isinstance(etags.get(img.path), str)]
     may_delete = mode == "replace"
     if may_delete and not item.images and not allow_empty:
         may_delete = False
@@ -350,8 +351,8 @@ def plan_product(
         held, _ = _plan_attributes(item, state, labels_after, set(unlisted), True)  # store 0 suffices
         if unlisted or any(_is_reset(op) for op in held):
             stats.deletions_held = 1
-            warn(Code.DELETIONS_HELD.notice(f"{_names(missing)} not in the bucket; replace mode deleted no entry and "
-                 "reset no role of this product (fix the paths or upload the objects, then run again)"))
+            warn(Code.DELETIONS_HELD.notice(f"{_names(missing)} not found in storage; replace mode deleted no entry "
+                 "and reset no role of this product (fix the paths or upload the objects, then run again)"))
     removed: set[str] = set()
     if may_delete:
         for canon, group in unlisted.items():

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nacento_sync.codes import Failure
-from nacento_sync.models import Item
+from nacento_sync.models import Item, Missing
 from nacento_sync.plan import ImageStats
+
+if TYPE_CHECKING:
+    from nacento_sync.config import StorageConfig
 
 
 @dataclass(frozen=True)
@@ -19,8 +22,29 @@ class StorageFailure:
     reason: str
 
 
-#: An image's ETag, None for a missing object, or why the look-up failed.
-EtagResult = str | None | StorageFailure
+#: An image's ETag, None (or `Missing`, with a reason) for a missing object, or why the look-up failed.
+EtagResult = str | None | Missing | StorageFailure
+
+
+class ImageStore(Protocol):
+    """What the engine, `EtagFinder` and `Purger` use of a storage adapter: `storage.Storage` (a bucket)
+    or `filestore.FileStorage` (Magento's `pub/media` on this host)."""
+
+    cfg: StorageConfig
+    #: Requests (or file operations) made, by type: the report's `s3_requests`.
+    requests: dict[str, int]
+
+    def key(self, path: str) -> str: ...
+
+    async def check_access(self) -> None: ...
+
+    async def head_etags(self, paths: Iterable[str]) -> dict[str, EtagResult]: ...
+
+    async def list_etags(self, folder: str) -> dict[str, str] | StorageFailure: ...
+
+    async def cache_folders(self) -> list[str]: ...
+
+    async def delete_keys(self, keys: Sequence[str]) -> tuple[int, list[str]]: ...
 
 
 @dataclass

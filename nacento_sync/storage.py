@@ -20,16 +20,12 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, Inc
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from nacento_sync.config import StorageConfig, mask
-from nacento_sync.errors import AccessError
+from nacento_sync.errors import StorageAccessError
 from nacento_sync.paths import object_key
 from nacento_sync.results import EtagResult, StorageFailure
 from nacento_sync.retry import Limiter, RetryPolicy, Verdict, classify_answer, with_retries
 
 T = TypeVar("T")
-
-
-class StorageAccessError(AccessError):
-    """The bucket cannot be reached or refuses us (exit code 3)."""
 
 
 #: Attempts of `check_access`: a dead endpoint fails the start within seconds; a throttled one gets a second try.

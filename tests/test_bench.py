@@ -41,3 +41,29 @@ def test_bench_runs_at_a_tiny_size(tmp_path, db_params):
     assert all(r["peak_rss_mb"] > 0 and r["speedup_vs_baseline"] for r in s["scenarios"])
     assert s["rss_1m"]["not_found"] == 300
     assert "no-change re-sync" in res.stdout
+
+
+def test_filesystem_bench_runs_at_a_tiny_size(tmp_path, db_params):
+    database = f"nst_fsbench_{uuid.uuid4().hex[:12]}"
+    try:
+        res = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "filesystem.py"), "--skus", "40", "--images", "3", "--file-kib", "1",
+             "--database", database, "--out", str(tmp_path)],
+            capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    finally:
+        conn = pymysql.connect(**db_params, autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
+        finally:
+            conn.close()
+    assert res.returncode == 0, res.stderr[-3000:]
+    s = json.loads((tmp_path / "filesystem.json").read_text())
+    by = {r["scenario"]: r for r in s["scenarios"]}
+    assert list(by) == ["cold", "nochange"]
+    found = s["size"]["images"] - s["size"]["missing"]
+    assert by["cold"]["stats"]["inserted"] == found and by["cold"]["requests"]["READ"] == found
+    assert by["nochange"]["stats"]["skipped_no_change"] == found and by["nochange"]["requests"]["READ"] == 0
+    assert s["floor"]["seconds"] > 0 and s["nochange_vs_floor"] > 0
+    assert "no-change re-sync ÷ floor" in res.stdout
+    assert not (tmp_path / "fs-media").exists()  # the image tree is removed after the run

@@ -7,15 +7,18 @@ import sys
 
 import pytest
 
-ADAPTER_LIBRARIES = ("aiomysql", "pymysql", "aioboto3", "aiobotocore", "botocore", "aio_pika", "aiormq")
+ADAPTER_LIBRARIES = ("aiomysql", "pymysql", "aioboto3", "aiobotocore", "botocore", "aio_pika", "aiormq", "sqlite3")
+#: The package's own adapters (the storage backends and the hash cache): the core imports none of them.
+ADAPTER_MODULES = ("nacento_sync.storage", "nacento_sync.filestore", "nacento_sync.hashcache", "nacento_sync.magento")
 CORE = ("nacento_sync.models", "nacento_sync.paths", "nacento_sync.plan", "nacento_sync.storeviews",
         "nacento_sync.charset", "nacento_sync.purge", "nacento_sync.codes", "nacento_sync.results",
         "nacento_sync.etags", "nacento_sync.asyncmode.decisions", "nacento_sync.doctor", "nacento_sync.grants",
         "nacento_sync.retry")
 
 
-def _imported_after(code: str) -> set[str]:
-    probe = f"import sys\n{code}\nprint('\\n'.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+def _imported_after(code: str, whole: bool = False) -> set[str]:
+    names = "m" if whole else "m.split('.')[0]"
+    probe = f"import sys\n{code}\nprint('\\n'.join(sorted({{{names} for m in sys.modules}})))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return set(done.stdout.split())
@@ -24,6 +27,7 @@ def _imported_after(code: str) -> set[str]:
 @pytest.mark.parametrize("module", CORE)
 def test_the_pure_core_imports_no_adapter_library(module):
     assert _imported_after(f"import {module}") & set(ADAPTER_LIBRARIES) == set()
+    assert _imported_after(f"import {module}", whole=True) & set(ADAPTER_MODULES) == set()
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["sync", "--help"], ["status", "--help"], ["schema", "--help"],

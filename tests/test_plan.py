@@ -173,7 +173,7 @@ def test_missing_object_not_inserted_and_roles_not_written():
                      object_key=lambda p: "media/catalog/product" + p)
     assert p.ops == []
     assert p.stats.missing == 1
-    assert p.stats.warnings == ["missing_object: media/catalog/product/x.jpg not found in the bucket; image not synced"]
+    assert p.stats.warnings == ["missing_object: media/catalog/product/x.jpg not found in storage; image not synced"]
 
 
 def test_legacy_unslashed_entry_is_respelled_with_its_roles():

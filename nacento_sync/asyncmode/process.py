@@ -36,8 +36,7 @@ from nacento_sync.etags import EtagFinder
 from nacento_sync.failover import Reconnector
 from nacento_sync.magento import Schema
 from nacento_sync.models import sku_key
-from nacento_sync.results import Outcome
-from nacento_sync.storage import Storage
+from nacento_sync.results import ImageStore, Outcome
 
 log = logging.getLogger("nacento_sync")
 
@@ -48,7 +47,7 @@ SIZES_TTL = 600.0
 class BatchProcessor:
     """Processes the worker's batches on its database connection (replaced when it is lost)."""
 
-    def __init__(self, cfg: Config, db: Any, schema: Schema, storage: Storage, session: BrokerSession,
+    def __init__(self, cfg: Config, db: Any, schema: Schema, storage: ImageStore, session: BrokerSession,
                  recorder: Recorder, stats: Any) -> None:
         self.cfg, self.schema, self.storage, self.session = cfg, schema, storage, session
         self.recorder, self.stats = recorder, stats

@@ -201,8 +201,12 @@ def _explain(result: SyncResult, cfg: Config, json_out: bool, command: str) -> N
         say(err, f"interrupted by {result.interrupted.name}: stopped after the current batch")
     elif result.nothing_found:
         assert cfg.storage is not None
-        error(err, f"none of the {result.images_looked_up} listed images exists in bucket {cfg.storage.bucket!r} "
-                   f"under prefix {cfg.storage.prefix!r}: the bucket or storage.prefix looks wrong")
+        if cfg.storage.backend == "filesystem":
+            error(err, f"none of the {result.images_looked_up} listed images exists under {cfg.storage.where}"
+                       "/catalog/product: storage.root looks wrong (it must be Magento's pub/media)")
+        else:
+            error(err, f"none of the {result.images_looked_up} listed images exists in {cfg.storage.where} "
+                       f"under prefix {cfg.storage.prefix!r}: the bucket or storage.prefix looks wrong")
 
 
 def one_line(report: Report, command: str) -> str:

@@ -1,0 +1,198 @@
+"""nacento-sync benchmark, local media (`storage.backend: filesystem`): bench/run.py's synthetic catalog with its
+images as files on local disk, and three figures measured in one run.
+
+    .venv/bin/python bench/filesystem.py                           # 20,000 SKUs x 5 images, 16 KiB files
+    .venv/bin/python bench/filesystem.py --skus 2000 --file-kib 64
+
+Needs the local MariaDB (`. .run/env`, or through scripts/bench's servers). Scenarios run a sync through the
+library API as a process of their own (bench/scenario.py, as bench/run.py does):
+
+  cold       empty galleries and an empty hash cache: every file is read and hashed (the page cache is warm:
+             the files were just written)
+  nochange   the same export again, the hash cache warm: one stat per file, no file read
+
+Reference: `floor` = one `stat` per listed file + one streaming read of the gallery tables, measured right
+after `nochange`. The target is nochange ≤ 1.5 × floor. Also shown, to tell the backend's share from the engine's:
+the backend's own look-ups over every path with the warm hash cache, without a sync. Prints the figures and
+writes bench/out/filesystem.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from magento_schema import create_magento_store  # noqa: E402
+from run import console, db_params, gallery_read, image_path, run_scenario  # noqa: E402
+
+from nacento_sync.config import load_config  # noqa: E402
+from nacento_sync.hashcache import SETTLE_NS  # noqa: E402
+from nacento_sync.magento import meta_ddl  # noqa: E402
+
+#: The target: a no-change re-sync within this factor of the floor.
+TARGET = 1.5
+
+
+def generate(args, out: Path) -> dict:
+    """The store, the files under `<out>/fs-media/pub/media`, the export and the config."""
+    rng = random.Random(42)
+    store = create_magento_store(db_params(), args.database, "ce")
+    store.execute(meta_ddl(""))
+    cur = store.conn.cursor()
+    skus = [f"BENCH-{i:07d}" for i in range(args.skus)]
+    for i in range(0, len(skus), 5000):
+        cur.executemany("INSERT INTO catalog_product_entity (attribute_set_id, type_id, sku) "
+                        "VALUES (4, 'simple', %s)", skus[i:i + 5000])
+    store.conn.close()
+    items = [{"sku": sku, "images": [{"file_path": image_path(rng, i, j).lstrip("/"), "label": f"{sku} view {j}",
+                                      "roles": ["base", "small", "thumbnail"] if j == 0 else []}
+                                     for j in range(args.images)]} for i, sku in enumerate(skus)]
+    paths = ["/" + im["file_path"] for it in items for im in it["images"]]
+    missing = set(rng.sample(paths, k=max(1, len(paths) // 500)))
+
+    media = out / "fs-media" / "pub" / "media"
+    shutil.rmtree(out / "fs-media", ignore_errors=True)
+    product = media / "catalog" / "product"
+    present = [p for p in dict.fromkeys(paths) if p not in missing]
+    size = args.file_kib * 1024
+    started = time.perf_counter()
+
+    def write(path: str, folder: Path = product, body: bytes | None = None) -> None:
+        file = folder / path.lstrip("/")
+        file.parent.mkdir(parents=True, exist_ok=True)
+        seed = path.encode()
+        file.write_bytes(body if body is not None else (seed * (size // len(seed) + 1))[:size])
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, present))
+        # Resized copies, as a real store has them (never read by a sync).
+        list(pool.map(lambda p: write(p, product / "cache" / "abc123", b"resized"), present[: len(present) // 10]))
+    console.print(f"wrote {len(present)} files of {args.file_kib} KiB in {time.perf_counter() - started:.0f} s")
+
+    feed = out / "fs-f0.ndjson"
+    feed.write_text("".join(json.dumps(i) + "\n" for i in items))
+    config = out / "fs-bench.yaml"
+    db = db_params()
+    config.write_text(yaml.safe_dump({
+        "database": {**{k: db[k] for k in ("host", "port", "user", "password")}, "name": args.database},
+        "storage": {"backend": "filesystem", "root": str(media)},
+    }))
+    return {"config": config, "feed": feed, "media": media, "paths": list(dict.fromkeys(paths)),
+            "images": len(paths), "missing": len(missing)}
+
+
+def stat_pass(product: Path, paths: list[str]) -> float:
+    """The floor's storage part: one `stat` per listed file (a missing one included), sequentially."""
+    started = time.perf_counter()
+    base = str(product)
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.stat(base + path)
+    return time.perf_counter() - started
+
+
+def lookup_pass(config: Path, paths: list[str], batch: int = 1000) -> float:
+    """Not part of the floor: the backend's own share of a no-change re-sync (`FileStorage.head_etags` over
+    every listed path, warm hash cache, a batch's worth at a time), to tell it from the engine's."""
+    from nacento_sync.filestore import FileStorage
+
+    cfg = load_config(str(config), env={}).storage
+    assert cfg is not None
+
+    async def go() -> float:
+        async with FileStorage(cfg) as files:
+            started = time.perf_counter()
+            for i in range(0, len(paths), batch):
+                await files.head_etags(paths[i:i + batch])
+            assert files.requests["READ"] == 0, files.requests
+            return time.perf_counter() - started
+
+    return asyncio.run(go())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--skus", type=int, default=20_000)
+    p.add_argument("--images", type=int, default=5)
+    p.add_argument("--file-kib", type=int, default=16, help="size of each image file")
+    p.add_argument("--database", default="nacento_bench_fs")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    p.add_argument("--keep-files", action="store_true", help="keep the image tree and the hash cache")
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    console.print(f"generating {args.skus} SKUs x {args.images} images on disk …")
+    g = generate(args, args.out)
+    xdg = args.out / "fs-xdg-cache"  # the run's own hash cache, empty for `cold`
+    shutil.rmtree(xdg, ignore_errors=True)
+    os.environ["XDG_CACHE_HOME"] = str(xdg)  # the scenarios' processes inherit it
+    time.sleep(SETTLE_NS / 1e9 + 0.1)  # files written just now are not cached: let them settle, as a store's have
+    try:
+        results = []
+        for name in ("cold", "nochange"):
+            console.print(f"scenario {name} …")
+            res = run_scenario(f"fs-{name}", g["config"], g["feed"], args.out)
+            res["scenario"] = name
+            results.append(res)
+        stat_seconds = stat_pass(g["media"] / "catalog" / "product", g["paths"])
+        read_seconds = gallery_read(args.database)
+        lookup_seconds = lookup_pass(g["config"], g["paths"])
+        report(args, g, results, stat_seconds, read_seconds, lookup_seconds)
+    finally:
+        if not args.keep_files:  # 100,000 unlinks can take minutes: after the figures are out
+            shutil.rmtree(args.out / "fs-media", ignore_errors=True)
+            shutil.rmtree(xdg, ignore_errors=True)
+
+
+def report(args, g: dict, results: list[dict], stat_seconds: float, read_seconds: float,
+           lookup_seconds: float) -> None:
+    floor = stat_seconds + read_seconds
+    nochange = results[1]
+    summary = {
+        "size": {"skus": args.skus, "images_per_sku": args.images, "images": g["images"], "missing": g["missing"],
+                 "file_kib": args.file_kib},
+        "scenarios": [{k: r[k] for k in ("scenario", "seconds", "images", "images_per_s", "requests",
+                                         "sql_statements", "peak_rss_mb", "stats")} for r in results],
+        "floor": {"stat_seconds": round(stat_seconds, 3), "gallery_read_seconds": round(read_seconds, 3),
+                  "seconds": round(floor, 3)},
+        "nochange_vs_floor": round(nochange["seconds"] / floor, 2),
+        "backend_lookup_seconds": round(lookup_seconds, 3),
+        "target": TARGET,
+    }
+    (args.out / "filesystem.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print_summary(summary)
+
+
+def print_summary(s: dict) -> None:
+    size = s["size"]
+    print(f"nacento-sync filesystem bench: {size['skus']} SKUs x {size['images_per_sku']} images "
+          f"({size['images']} images, {size['missing']} missing files, {size['file_kib']} KiB each)")
+    for r in s["scenarios"]:
+        req = r["requests"]
+        print(f"  {r['scenario']:<9} {r['seconds']:8.2f} s  {r['images_per_s']:9.0f} images/s  "
+              f"STAT {req.get('STAT', 0)}  READ {req.get('READ', 0)}  SQL {r['sql_statements']}  "
+              f"peak RSS {r['peak_rss_mb']:.0f} MB")
+    f = s["floor"]
+    print(f"  floor     {f['seconds']:8.2f} s  (one stat per file {f['stat_seconds']:.2f} s + gallery read "
+          f"{f['gallery_read_seconds']:.2f} s)")
+    print(f"  (the backend's own look-ups, warm hash cache, no sync: {s['backend_lookup_seconds']:.2f} s)")
+    print(f"no-change re-sync ÷ floor: {s['nochange_vs_floor']:.2f} (target ≤ {s['target']})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
