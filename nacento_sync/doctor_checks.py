@@ -10,16 +10,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nacento_sync import doctor, grants
 from nacento_sync.config import Config, ConfigError, QueueConfig, mask, redact_url
-from nacento_sync.doctor import Check, failed, passed, skipped
+from nacento_sync.doctor import Check, failed, informed, passed, skipped
 from nacento_sync.errors import AccessError, SchemaError
 
 if TYPE_CHECKING:
+    from nacento_sync.filestore import FileStorage
     from nacento_sync.storage import Storage
 
 log = logging.getLogger("nacento_sync")
@@ -137,6 +139,38 @@ async def storage_checks(store: Storage, purge_cache: bool) -> tuple[list[Check]
     return checks, True
 
 
+async def filesystem_checks(store: FileStorage, purge_cache: bool) -> tuple[list[Check], bool]:
+    """storage (the root readable), hash cache (writable), cache folder, cache purge (with sync.purge_cache)
+    on a `filestore.FileStorage`, entered; and whether the root can be read."""
+    root = store.cfg.root
+    later = ["hash cache", "cache folder", *(["cache purge"] if purge_cache else [])]
+    try:
+        await store.check_access()
+    except AccessError as e:
+        hint = ("set storage.root to Magento's pub/media and run nacento-sync as the user that owns the "
+                "Magento files")
+        return [failed("storage", _why(e), hint), *(skipped(n, "storage root unreadable") for n in later)], False
+    checks = [passed("storage", f"root {root} readable (resolved: {store.root})")]
+    problem = await asyncio.to_thread(store.cache_problem)
+    if problem is None:
+        checks.append(passed("hash cache", f"{store.cache.path} writable"))
+    else:
+        checks.append(failed("hash cache", problem, "set XDG_CACHE_HOME to a directory this user may write: "
+                             "without the cache every re-sync reads and hashes every file"))
+    cache = os.path.join(store.root, "catalog", "product", "cache")
+    folders = await store.cache_folders()
+    checks.append(doctor.cache_folder_check(folders, cache + "/"))
+    if purge_cache:
+        if not folders:
+            checks.append(informed("cache purge", f"no {cache}/ yet: nothing to delete"))
+        elif await asyncio.to_thread(os.access, cache, os.W_OK | os.X_OK):
+            checks.append(passed("cache purge", f"deleting under {cache}/ allowed"))
+        else:
+            checks.append(failed("cache purge", f"{cache}/ is not writable by this user",
+                                 "run nacento-sync as the user that owns the Magento files"))
+    return checks, True
+
+
 def _storage_error(e: BaseException) -> str:
     from botocore.exceptions import ClientError
 
@@ -208,10 +242,15 @@ async def run_checks(cfg: Config, queue_configured: bool) -> list[Check]:
             return [failed("storage", "storage.bucket is not configured",
                            "set storage.bucket (config file section storage, or NACENTO_STORAGE__BUCKET)"),
                     *(skipped(n, "storage not configured") for n in later)]
-        # TODO(merge): `storage.backend: filesystem` → the filesystem variant of storage_checks (root readable,
-        # hash cache writable) with the filestore adapter; the sample image check takes that adapter too.
-        async with storage.Storage(cfg.storage, concurrency=SAMPLES) as store:
-            checks, reachable = await storage_checks(store, cfg.sync.purge_cache)
+        if cfg.storage.backend == "filesystem":
+            from nacento_sync.filestore import FileStorage
+
+            store: Any = FileStorage(cfg.storage, concurrency=SAMPLES)
+            checks_of: Callable[[Any, bool], Awaitable[tuple[list[Check], bool]]] = filesystem_checks
+        else:
+            store, checks_of = storage.Storage(cfg.storage, concurrency=SAMPLES), storage_checks
+        async with store:
+            checks, reachable = await checks_of(store, cfg.sync.purge_cache)
             await database_done.wait()
             if not reachable:
                 checks.insert(1, skipped("sample image", "storage unreachable"))

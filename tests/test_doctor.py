@@ -249,3 +249,43 @@ def test_no_storage_section_fails_the_storage_check(store, bucket, db_params, tm
     assert not checks["storage"]["ok"] and "NACENTO_STORAGE__BUCKET" in checks["storage"]["hint"]
     assert checks["sample image"]["detail"] == "not checked: storage not configured"
     assert checks["database"]["ok"] and checks["meta table"]["ok"]
+
+
+def test_a_filesystem_root_is_checked_readable_with_a_writable_hash_cache(store, db_params, tmp_path, monkeypatch):
+    install_meta(store)
+    p = store.add_product("SKU-1")
+    store.add_gallery_entry(p.link_id, "/a/b/c.jpg")
+    media = tmp_path / "pub" / "media"
+    image = media / "catalog" / "product" / "a" / "b" / "c.jpg"
+    image.parent.mkdir(parents=True)
+    image.write_bytes(b"x")
+    cfg = {
+        "database": {"host": db_params["host"], "port": db_params["port"], "user": db_params["user"],
+                     "password": db_params["password"], "name": store.database},
+        "storage": {"backend": "filesystem", "root": str(media)}, "sync": {"purge_cache": True}}
+    cache_home = tmp_path / "xdg-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
+    checks = _checks(_doctor(tmp_path, cfg, "--json"))
+    assert [n for n in checks if n in ("storage", "hash cache", "cache folder", "cache purge", "sample image")] == [
+        "storage", "sample image", "hash cache", "cache folder", "cache purge"]
+    assert checks["storage"]["ok"] and not checks["storage"]["info"]
+    assert checks["sample image"]["ok"] and "a/b/c.jpg" in checks["sample image"]["detail"]
+    assert checks["hash cache"]["ok"] and str(cache_home) in checks["hash cache"]["detail"]
+    assert checks["cache folder"]["info"] and checks["cache purge"]["info"]
+
+    # The hash cache's directory is a file: that line fails with a hint, the rest stays as it was.
+    cache_home.mkdir(exist_ok=True)
+    for child in cache_home.iterdir():
+        import shutil
+
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+    (cache_home / "nacento-sync").write_text("not a directory")
+    res = _doctor(tmp_path, cfg, "--json")
+    checks = _checks(res)
+    assert res.returncode == 1 and not checks["hash cache"]["ok"] and "XDG_CACHE_HOME" in checks["hash cache"]["hint"]
+
+    cfg["storage"]["root"] = str(tmp_path / "no-such-media")
+    res = _doctor(tmp_path, cfg, "--json")
+    checks = _checks(res)
+    assert res.returncode == 1 and not checks["storage"]["ok"] and "does not exist" in checks["storage"]["detail"]
+    assert "pub/media" in checks["storage"]["hint"]

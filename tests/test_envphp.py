@@ -217,7 +217,13 @@ def test_an_empty_env_php_array_leaves_everything_to_the_defaults(tmp_path, monk
     assert read_env_php(env_php_path(tmp_path)) == {}
     cfg = load_config(env={}, magento_root=tmp_path)
     assert cfg.database.model_dump() == DatabaseConfig().model_dump()
-    assert {source for key, source in value_sources(cfg).items() if key != "magento_root"} == {"default"}
+    sources = value_sources(cfg)
+    # No remote_storage: Magento keeps media on disk, so the filesystem backend under pub/media.
+    assert cfg.storage is not None and cfg.storage.backend == "filesystem"
+    assert cfg.storage.root == str(tmp_path / "pub" / "media")
+    assert sources["storage.backend"] == sources["storage.root"] == "env.php"
+    assert {source for key, source in sources.items()
+            if key not in ("magento_root", "storage.backend", "storage.root")} == {"default"}
 
 
 def test_the_file_driver_and_no_remote_storage_mean_the_filesystem_under_pub_media(tmp_path):
@@ -626,3 +632,38 @@ def test_doctor_reads_env_php_and_names_where_values_came_from(store, bucket, db
     broken = cli("--magento-root", str(root), "doctor")
     assert broken.returncode == 2
     assert str(root / "app" / "etc" / "env.php") in broken.output and DB_SECRET not in broken.output
+
+
+def test_a_store_with_media_on_disk_syncs_from_its_magento_root_alone(store, db_params, tmp_path, monkeypatch):
+    """env.php without remote_storage (Magento's default): the images are files under DIR/pub/media."""
+    import hashlib
+
+    from helpers import install_meta
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    install_meta(store)
+    root = tmp_path / "magento"
+    write_env_php(root, f"""return ['db' => ['table_prefix' => {php_str(store.prefix)}, 'connection' => ['default' => [
+        'host' => {php_str(f"{db_params['host']}:{db_params['port']}")}, 'dbname' => {php_str(store.database)},
+        'username' => {php_str(db_params["user"])}, 'password' => {php_str(db_params["password"])}]]]];
+""")
+    image = root / "pub" / "media" / "catalog" / "product" / "a" / "b" / "front.jpg"
+    image.parent.mkdir(parents=True)
+    image.write_bytes(b"front bytes")
+    product = store.add_product("SKU-1")
+    export = write_ndjson(tmp_path / "export.ndjson", [{"sku": "SKU-1", "images": [{"file_path": "a/b/front.jpg"}]}])
+    res = cli("--magento-root", str(root), "sync", str(export), "--json")
+    assert res.returncode == 0, res.output
+    assert json.loads(res.stdout)["stats"]["inserted"] == 1
+    [row] = store.gallery(product.link_id)
+    assert row["value"] == "/a/b/front.jpg"
+    etags = store.query("SELECT s3_etag FROM {nacento_media_gallery_meta}")
+    assert [r["s3_etag"] for r in etags] == [hashlib.md5(b"front bytes").hexdigest()]
+
+    doctor = cli("--magento-root", str(root), "doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+    assert doctor.returncode == 0, doctor.output
+    assert checks["storage"]["ok"] and str(root / "pub" / "media") in checks["storage"]["detail"]
+    assert checks["hash cache"]["ok"] and checks["sample image"]["ok"]
+    assert "storage.backend (env.php)" in checks["configuration"]["detail"]
