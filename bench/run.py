@@ -194,7 +194,7 @@ def run_scenario(name: str, config: Path, feed: Path, out: Path, *extra: str) ->
     st = json.loads(report.read_text())["stats"]
     images = sum(len(json.loads(line)["images"]) for line in feed.open())
     requests = figures["s3_requests"]
-    return {"scenario": name, "seconds": round(seconds, 2), "images": images,
+    return {"scenario": name, "seconds": round(seconds, 2), "images": images, "batches": figures["batches"],
             "images_per_s": round(images / seconds, 1), "s3_head": requests.get("HEAD", 0),
             "s3_list": requests.get("LIST", 0),
             "s3_per_image": round((requests.get("HEAD", 0) + requests.get("LIST", 0)) / max(images, 1), 4),
