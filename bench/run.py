@@ -14,6 +14,8 @@ each (wall time, peak RSS via wait4, S3 requests from the run's figures, SQL sta
   labels     5 % of the labels changed
   replace    replace mode with 5 % of the images dropped
 
+`--only sync,async,latency,storeviews` picks parts (default: all); the last three are bench/extra.py's.
+
 References: `baseline` (the original module's per-image algorithm, bench/baseline.py, on a sample of
 separate SKUs), `floor` (one parallel LIST pass over the originals + one streaming read of the gallery
 tables + multi-row inserts of the rows the scenario wrote), and the S3 server's own listing rate.
