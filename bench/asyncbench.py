@@ -159,8 +159,8 @@ def breakdown(probe: dict[str, Any], t0: float) -> dict[str, Any]:
     end = marks.get("last_batch_done", marks["exit"])
     processing = stages.get("processing", 0.0)
     parts = {
-        "interpreter + imports": marks["imported"] - t0,
-        "start-up checks (database, bucket, broker)": marks["ready"] - marks["imported"],
+        "interpreter + worker imports": marks["imported"] - t0,
+        "CLI imports, config, start-up checks": marks["ready"] - marks["imported"],
         "first message": marks.get("first_batch", end) - marks["ready"],
         "engine look-ups (products, ETags)": stages.get("engine look-ups (products, ETags)", 0.0),
         "engine transaction": stages.get("engine transaction", 0.0),
