@@ -171,7 +171,11 @@ def breakdown(probe: dict[str, Any], t0: float) -> dict[str, Any]:
         parts[k] for k in ("engine look-ups (products, ETags)", "engine transaction",
                            "operation look-up + mark started", "acks"))
     parts["between batches (waiting for messages)"] = (end - marks.get("first_batch", end)) - processing
+    within = {"products": stages.get("products", 0.0), "HEAD calls": stages.get("HEAD calls", 0.0),
+              "LIST calls (summed; they overlap)": stages.get("LIST calls", 0.0)}
     return {"seconds": round(end - t0, 2), "batches": probe["calls"].get("processing", 0),
+            "s3_requests": probe.get("s3_requests", {}),
+            "look_ups": {k: round(v, 3) for k, v in within.items()},
             "operation_statuses_in_transaction_s": round(stages.get("operation statuses (in the transaction)", 0), 3),
             "stages": {k: round(v, 3) for k, v in parts.items()}}
 
@@ -202,7 +206,8 @@ def run_async(database: str, feed: Path, bucket: str, out: Path, worker_counts: 
         v["end_to_end_images_per_s"] = round(images / (v["submit_s"] + v["drain_s"]), 1)
         variants.append(v)
     return {"skus": len(skus), "images": images,
-            "sync": {"seconds": ref["seconds"], "images_per_s": ref["images_per_s"],
+            "sync": {"seconds": ref["seconds"], "images_per_s": ref["images_per_s"], "s3_head": ref["s3_head"],
+                     "s3_list": ref["s3_list"],
                      "sql_write_statements": ref["sql_write_statements"]},
             "broker_floor": {"messages": len(skus), **floor}, "variants": variants}
 
@@ -230,3 +235,9 @@ def print_async(out: Any, a: dict) -> None:
                   f"transaction: {w['operation_statuses_in_transaction_s']} s):")
         for stage, seconds in w["stages"].items():
             out.print(f"  {stage:<45} {seconds:8.2f} s  {100 * seconds / max(w['seconds'], 1e-9):5.1f} %")
+            if stage.startswith("engine look-ups"):
+                for part, part_s in w["look_ups"].items():
+                    out.print(f"    {part:<43} {part_s:8.2f} s")
+        requests = ", ".join(f"{n} {kind}" for kind, n in sorted(w["s3_requests"].items())) or "none"
+        out.print(f"  S3 requests: {requests} (sync of the same export: {a['sync']['s3_head']} HEAD, "
+                  f"{a['sync']['s3_list']} LIST)")

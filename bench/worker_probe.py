@@ -22,6 +22,7 @@ STARTED = time.time()
 seconds: dict[str, float] = defaultdict(float)
 calls: dict[str, int] = defaultdict(int)
 marks: dict[str, float] = {"started": STARTED}
+storages: list[Any] = []
 
 
 def timed(owner: Any, name: str, stage: str) -> None:
@@ -41,10 +42,12 @@ def timed(owner: Any, name: str, stage: str) -> None:
 
 
 def install() -> None:
+    from nacento_sync import magento
     from nacento_sync.asyncmode import bulk, process, worker
     from nacento_sync.asyncmode.batcher import Batcher
     from nacento_sync.asyncmode.recorder import Recorder
     from nacento_sync.engine import Engine
+    from nacento_sync.storage import Storage
 
     marks["imported"] = time.time()
     timed(process.BatchProcessor, "process", "processing")
@@ -55,6 +58,17 @@ def install() -> None:
     timed(bulk, "complete", "operation statuses (in the transaction)")
     timed(Recorder, "ack", "acks")
     timed(Batcher, "next_batch", "waiting for messages")
+    timed(magento, "find_products", "products")
+    timed(Storage, "head_etags", "HEAD calls")  # one call HEADs a batch's images concurrently
+    timed(Storage, "list_etags", "LIST calls")  # one folder each; calls overlap, so their sum can exceed wall time
+
+    original_enter = Storage.__aenter__
+
+    async def enter(self: Any) -> Any:
+        storages.append(self)  # its request counts are written at exit
+        return await original_enter(self)
+
+    Storage.__aenter__ = enter  # type: ignore[method-assign]
 
     original_log_queue = worker.Worker._log_queue
 
@@ -82,7 +96,11 @@ def main() -> None:
     def write() -> None:
         marks["exit"] = time.time()
         with open(figures_file, "w") as f:
-            json.dump({"marks": marks, "seconds": dict(seconds), "calls": dict(calls)}, f)
+            requests: dict[str, int] = defaultdict(int)
+            for storage in storages:
+                for kind, n in storage.requests.items():
+                    requests[kind] += n
+            json.dump({"marks": marks, "seconds": dict(seconds), "calls": dict(calls), "s3_requests": requests}, f)
 
     atexit.register(write)
     install()
