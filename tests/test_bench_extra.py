@@ -55,6 +55,7 @@ def test_extra_parts_run_at_a_tiny_size(tmp_path, db_params):
     assert all(v["skus"] == 30 and v["vs_sync"] > 0 for v in a["variants"])
     one = a["variants"][0]["per_worker"][0]
     assert one["batches"] >= 1 and one["stages"]["engine transaction"] > 0
+    assert sum(one["s3_requests"].values()) > 0  # the probe saw the worker's own storage client
     assert a["broker_floor"]["messages"] == 30
     assert "× sync" in res.stdout and "engine transaction" in res.stdout
 
