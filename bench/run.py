@@ -14,6 +14,8 @@ each (wall time, peak RSS via wait4, S3 requests from the run's figures, SQL sta
   labels     5 % of the labels changed
   replace    replace mode with 5 % of the images dropped
 
+`--only sync,async,latency,storeviews` picks parts (default: all); the last three are bench/extra.py's.
+
 References: `baseline` (the original module's per-image algorithm, bench/baseline.py, on a sample of
 separate SKUs), `floor` (one parallel LIST pass over the originals + one streaming read of the gallery
 tables + multi-row inserts of the rows the scenario wrote), and the S3 server's own listing rate.
@@ -46,6 +48,7 @@ sys.path.insert(0, str(ROOT / "scripts"))  # magento_schema: the store builder (
 sys.path.insert(0, str(ROOT / "bench"))
 
 from baseline import run_baseline  # noqa: E402
+from extra import PARTS, extra_parts, parts, print_extra  # noqa: E402
 from magento_schema import create_magento_store  # noqa: E402
 
 from nacento_sync.magento import meta_ddl  # noqa: E402
@@ -193,7 +196,7 @@ def run_scenario(name: str, config: Path, feed: Path, out: Path, *extra: str) ->
     st = json.loads(report.read_text())["stats"]
     images = sum(len(json.loads(line)["images"]) for line in feed.open())
     requests = figures["s3_requests"]
-    return {"scenario": name, "seconds": round(seconds, 2), "images": images,
+    return {"scenario": name, "seconds": round(seconds, 2), "images": images, "batches": figures["batches"],
             "images_per_s": round(images / seconds, 1), "s3_head": requests.get("HEAD", 0),
             "s3_list": requests.get("LIST", 0),
             "s3_per_image": round((requests.get("HEAD", 0) + requests.get("LIST", 0)) / max(images, 1), 4),
@@ -299,11 +302,26 @@ def main() -> None:
     p.add_argument("--rss-lines", type=int, default=1_000_000)
     p.add_argument("--database", default="nacento_bench")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    p.add_argument("--only", type=parts, default=PARTS, metavar="PART,…",
+                   help=f"run only these parts: {', '.join(PARTS)} (default: all)")
+    p.add_argument("--latency-runs", type=int, default=20, help="runs of each command the latency part times")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
     console.print(f"generating {args.skus} SKUs x {args.images} images …")
     g = generate(args, args.out)
+    summary = {"size": {"skus": args.skus, "images_per_sku": args.images, "images": g["images"],
+                        "missing": g["missing"]}, "scenarios": []}
+    if "sync" in args.only:
+        summary.update(sync_part(args, g))
+    summary.update(extra_parts(args, g))  # bench/extra.py: async, latency, storeviews
+    (args.out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if summary["scenarios"]:
+        print_table(summary)
+    print_extra(Console(width=None if sys.stdout.isatty() else 150), summary)
+
+
+def sync_part(args, g: dict) -> dict:
     config, feeds, bucket = g["config"], g["feeds"], g["bucket"]
     results = []
     floors = {}
@@ -346,8 +364,7 @@ def main() -> None:
     keys_per_s = listing_rate(bucket)
     rss = rss_check(config, args.out, args.rss_lines) if args.rss_lines else None
 
-    summary = {
-        "size": {"skus": args.skus, "images_per_sku": args.images, "images": g["images"], "missing": g["missing"]},
+    return {
         "scenarios": results,
         "baseline": {"images": base_cold.images, "cold_per_image_ms": round(base_cold.per_image_ms, 3),
                      "nochange_per_image_ms": round(base_again.per_image_ms, 3),
@@ -358,8 +375,6 @@ def main() -> None:
         "s3_listing_keys_per_s": {"sequential": round(keys_per_s), "parallel": round(lst_keys / lst_seconds)},
         "rss_1m": rss,
     }
-    (args.out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print_table(summary)
 
 
 def print_table(s: dict) -> None:

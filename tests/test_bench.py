@@ -19,7 +19,7 @@ def test_bench_runs_at_a_tiny_size(tmp_path, db_params):
     try:
         res = subprocess.run(
             [sys.executable, str(ROOT / "bench" / "run.py"), "--skus", "60", "--images", "3", "--baseline-skus", "5",
-             "--rss-lines", "300", "--database", database, "--out", str(tmp_path)],
+             "--rss-lines", "300", "--database", database, "--out", str(tmp_path), "--only", "sync"],
             capture_output=True, text=True, timeout=600, env=os.environ.copy())
     finally:
         conn = pymysql.connect(**db_params, autocommit=True)
