@@ -66,6 +66,8 @@ class FaultProxy:
         self.forwarded = 0
         #: (seconds since start, request path, "ok" or the fault), one per request in arrival order.
         self.timeline: list[tuple[float, str, str]] = []
+        #: (method, request target with its query), one per request in arrival order.
+        self.requests: list[tuple[str, str]] = []
         self._rng = random.Random(self.schedule.seed)
         self._matched = 0
         self._started = time.monotonic()
@@ -137,6 +139,7 @@ class FaultProxy:
                     return
                 head, headers, body = request
                 method, target = head.split(" ")[:2]
+                self.requests.append((method, target))
                 fate = self._pick(target)
                 if fate == "reset":
                     sock = writer.get_extra_info("socket")

@@ -327,3 +327,41 @@ def test_text_utf8mb3_cannot_hold_submit_rejects_paths_and_skus_the_worker_fails
     assert warnings == ["unstorable_text: images[0].label: U+1F600 cannot be stored: the column is utf8mb3"]
     (failed,) = [o for o in ops.values() if o["status"] == Status.NOT_RETRIABLY_FAILED]
     assert failed["error_code"] == ErrorCode.INVALID_DATA and "U+1F389" in failed["result_message"]
+
+
+def test_a_worker_lists_a_folder_once_while_draining_and_never_uses_a_listing_older_than_a_message(
+        store, bucket, db_params, queue_cfg, tmp_path, monkeypatch):
+    """Draining one submission, the worker keeps its bucket listings across batches (as `sync` does for a
+    run); a message published later gets a fresh listing, so an image uploaded since is found."""
+    from faultproxy import FaultProxy
+
+    from nacento_sync.asyncmode import decisions
+
+    monkeypatch.setattr(decisions, "LISTING_MARGIN", 1.0)  # AMQP timestamps have whole seconds: 1 s is the least
+    skus = [f"W-{i}" for i in range(10)]
+    for i, sku in enumerate(skus):
+        store.add_product(sku)
+        bucket.put(f"/w/a/img-{i}.jpg")
+    with FaultProxy(bucket.endpoint) as proxy:  # no faults: it counts the requests
+        cfg = async_config(store, Bucket(proxy.endpoint, bucket.name), db_params, queue_cfg, batch_size=2,
+                           etag_strategy="list")
+        first = run_submit(cfg, write_ndjson(tmp_path / "a.ndjson", [
+            {"sku": sku, "images": [{"file_path": f"w/a/img-{i}.jpg"}]} for i, sku in enumerate(skus)]))
+        time.sleep(decisions.LISTING_MARGIN + 0.2)  # the clock condition itself, not a synchronisation
+        worker = ThreadWorker(cfg, idle_exit=4)
+        wait_for(lambda: status_counts(store, first.bulk_uuid) == {Status.COMPLETE: 10},
+                 60, what="the first submission complete")
+        lists = [target for method, target in proxy.requests if method == "GET" and "list-type=2" in target]
+        assert len(lists) == 1, lists  # five batches, one listing (was one per batch)
+
+        bucket.put("/w/a/late.jpg")  # uploaded after that listing, then submitted
+        run_submit(cfg, write_ndjson(tmp_path / "b.ndjson", [
+            {"sku": "W-0", "images": [{"file_path": "w/a/img-0.jpg"}, {"file_path": "w/a/late.jpg"}]}]))
+        stats = worker.join()
+    assert stats.complete == 11 and stats.parked == 0
+    values = [r["value"] for r in store.query(
+        "SELECT g.value FROM {catalog_product_entity_media_gallery} g "
+        "JOIN {catalog_product_entity_media_gallery_value_to_entity} e ON e.value_id = g.value_id "
+        "JOIN {catalog_product_entity} p ON p.entity_id = e.entity_id WHERE p.sku = 'W-0' ORDER BY g.value_id")]
+    assert values == ["/w/a/img-0.jpg", "/w/a/late.jpg"]
+    assert len([target for method, target in proxy.requests if method == "GET" and "list-type=2" in target]) == 2

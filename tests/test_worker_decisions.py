@@ -266,3 +266,14 @@ def test_a_failed_operations_result_has_the_same_shape_with_its_error():
     assert (result["error"], result["image_stats"]["warnings"], result["changed"]) == (
         "invalid_data", ["invalid_data: images: must be a list"], False)
     assert list(result) == ["sku", "product_id", "image_stats", "error", "mode", "changed"]
+
+
+def test_a_listing_answers_only_for_messages_published_before_it_with_the_margin():
+    from nacento_sync.asyncmode.decisions import LISTING_MARGIN, listings_fresh_for
+
+    t = 1_000_000.0
+    assert listings_fresh_for(t, [t - LISTING_MARGIN, t - 100])
+    assert not listings_fresh_for(t, [t - LISTING_MARGIN + 0.001])  # within the margin: maybe after it
+    assert not listings_fresh_for(t, [t - 100, None])  # no timestamp (another publisher): never reused
+    assert not listings_fresh_for(t, [])
+    assert not listings_fresh_for(t, [t + 30])  # published after the listings were taken

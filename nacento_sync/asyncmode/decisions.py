@@ -213,6 +213,21 @@ def reconnect_backoff(first: float = 0.5, cap: float = 3.0) -> Iterator[float]:
         delay = min(delay * 2, cap)
 
 
+# ---------------------------------------------------------------- reusing bucket listings
+
+#: Seconds a listing must postdate a message's publishing to answer for it: AMQP timestamps have whole
+#: seconds, and the submitting host's clock may differ a little from the worker's.
+LISTING_MARGIN = 5.0
+
+
+def listings_fresh_for(created_at: float, published: Sequence[float | None]) -> bool:
+    """May a worker's ETag finder created at `created_at` (and so every listing it holds) answer for these
+    messages? Only if it was created after each was published, with `LISTING_MARGIN`: the images a
+    message names were uploaded before it was submitted, so a listing taken later has seen them. A message
+    without a timestamp (published by another tool) never reuses a listing. Pure."""
+    return bool(published) and all(p is not None and created_at >= p + LISTING_MARGIN for p in published)
+
+
 # ---------------------------------------------------------------- results
 
 

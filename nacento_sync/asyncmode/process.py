@@ -22,6 +22,7 @@ from nacento_sync.asyncmode.decisions import (
     Verdict,
     classify,
     decode_envelope,
+    listings_fresh_for,
     outcome_result,
     read_operation,
     settle,
@@ -57,6 +58,8 @@ class BatchProcessor:
         #: Replaces a lost connection, for as long as it takes, killing the lost one's server thread.
         self.failover = Reconnector(cfg.database, budget=math.inf)
         self._sizes: dict[str, int] | None = None
+        #: The ETag finder kept across batches, and when (wall clock) it was created: see `_finder`.
+        self._etags: tuple[EtagFinder | None, float] = (None, 0.0)
         self._sizes_at = 0.0
 
     async def process(self, batch: list[Held]) -> None:
@@ -129,8 +132,7 @@ class BatchProcessor:
         options = Options(mode="replace" if group[0].mode == "replace" else "merge", batch_size=len(group),
                           etag_strategy=self.cfg.sync.etag_strategy,
                           purge_cache=self.cfg.sync.purge_cache)
-        # A fresh ETag finder per batch: a listing cached for the worker's lifetime would go stale.
-        finder = EtagFinder(self.storage, options.etag_strategy, folder_sizes=self._folder_sizes)
+        finder = self._finder(group, options)
         engine = Engine(self.db, self.schema, self.storage, options, before_commit=before_commit,
                         etags=finder)
         outcomes = await engine.sync_batch([h.desired for h in group])
@@ -149,6 +151,18 @@ class BatchProcessor:
                 decided.append(Decided(h, verdict, outcome_result(outcome, h.mode)))
         await self.recorder.record(decided)
         return again
+
+    def _finder(self, group: list[Held], options: Options) -> EtagFinder:
+        """The ETag finder for this batch: the previous one (its bucket listings and demand) while every
+        message of the batch was published before it was created, else a fresh one. Draining a large
+        submission then lists each folder once, as `sync` does; a message submitted later (its images
+        possibly uploaded since) never sees an older listing."""
+        published = [h.message.timestamp.timestamp() if h.message.timestamp else None for h in group]
+        finder, created = self._etags
+        if finder is None or finder.strategy != options.etag_strategy or not listings_fresh_for(created, published):
+            finder = EtagFinder(self.storage, options.etag_strategy, folder_sizes=self._folder_sizes)
+            self._etags = (finder, time.time())
+        return finder
 
     async def _unexpected(self, todo: list[Held], exc: Exception) -> None:
         """A bug or an unforeseen failure: retried like any retriable error, so nothing is lost."""

@@ -16,6 +16,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -130,8 +131,10 @@ def operation_body(bulk_uuid: str, topic: str, serialized_data: str, key: int | 
 
 def message(body: bytes, *, message_id: str | None = None, headers: dict[str, Any] | None = None) -> aio_pika.Message:
     """Persistent, with a unique `message_id` (Magento's consumers require one)."""
+    # The timestamp lets a worker reuse a bucket listing taken after it (decisions.listings_fresh_for).
     return aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                            message_id=message_id or uuid.uuid4().hex, headers=headers or None)
+                            message_id=message_id or uuid.uuid4().hex, headers=headers or None,
+                            timestamp=datetime.now(UTC))
 
 
 def _reason(exc: BaseException) -> str:
