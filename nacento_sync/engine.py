@@ -17,7 +17,7 @@ from typing import Any
 
 import pymysql
 
-from nacento_sync import dberrors, magento, signals
+from nacento_sync import dberrors, journal, magento, signals
 from nacento_sync.charset import fit_item
 from nacento_sync.codes import Code, Failure
 from nacento_sync.config import Config
@@ -105,9 +105,12 @@ class Engine:
     purger: Purger | None = None
     counters: Counters = field(default_factory=Counters)
     stop_requested: bool = False
+    #: Where every written row goes (before and after) before each commit (`--journal`, replace mode).
+    journal: journal.JournalFile | None = None
 
     def __post_init__(self) -> None:
         self._reads: magento.Connection = self.lookup_conn or self.conn
+        self._open_tx: int | None = None  # the journal's transaction not yet committed
         if self.etags is None:
             self.etags = EtagFinder(self.storage, self.options.etag_strategy, folder_sizes=self._folder_sizes)
         if self.purger is None:
@@ -190,6 +193,12 @@ class Engine:
         errors: dict[int, Exception] = {}
         try:
             await self._transaction(writable, etags)
+        except OSError as e:  # the journal cannot be written: nothing of this batch is committed
+            await self._rollback()
+            assert self.journal is not None
+            self.counters.fatal = f"cannot write the journal {self.journal.path}: {e.strerror or e}"
+            self.stop_requested = True
+            errors = dict.fromkeys(range(len(writable)), e)
         except pymysql.err.MySQLError as e:
             await self._rollback()
             if dberrors.connection_lost(e):  # nothing of this batch was committed; stop the run (exit 3)
@@ -209,7 +218,8 @@ class Engine:
         for i, exc in errors.items():
             out = writable[i][0]
             log.error("SKU %r failed: %s", out.item.sku, exc)
-            out.failure = Failure(Code.TIMEOUT if dberrors.lock_wait_timeout(exc) else Code.DATABASE_ERROR, str(exc))
+            out.failure = Failure(Code.TIMEOUT if isinstance(exc, pymysql.err.MySQLError)
+                                  and dberrors.lock_wait_timeout(exc) else Code.DATABASE_ERROR, str(exc))
             out.warnings.append(str(out.failure))
         self.counters.skus += len(outcomes)
         return outcomes
@@ -248,14 +258,24 @@ class Engine:
         if self.options.dry_run:
             await self.conn.rollback()
         else:
+            products = {p.link_id: (out.item.sku, p.entity_id) for out, p in ready if p.link_id in present}
             async with self.conn.cursor() as cur:
+                rows = await magento.snapshot(cur, self.schema, sorted(products)) if self.journal else None
                 writer = Writer(cur, self.schema)
                 await writer.apply(op for _, plan in plans for op in plan.ops)
                 self.counters.statements += writer.statements
+                if self.journal is not None and rows is not None:
+                    after, _ = await magento.snapshot(cur, self.schema, sorted(products), rows[1])
+                    self._open_tx = self.journal.transaction(journal.diff(
+                        rows[0], after, self.schema.link, journal.owners(rows[0], after, self.schema.link, products),
+                        [sku for sku, _ in products.values()]))
                 done = [replace(out, stats=plan.stats, changed=plan.writes) for out, plan in plans]
                 if self.before_commit:
                     await self.before_commit(cur, done)
+            tx, self._open_tx = self._open_tx, None  # a failed COMMIT's outcome is unknown: no rollback mark
             await self.conn.commit()
+            if self.journal is not None and tx is not None:
+                self.journal.committed(tx)
         for out, product in ready:
             if product.link_id not in present:
                 out.failure, out.product_id = Failure.of(NOT_FOUND), None
@@ -269,6 +289,9 @@ class Engine:
     async def _rollback(self) -> None:
         with contextlib.suppress(pymysql.err.MySQLError):
             await self.conn.rollback()
+        if self.journal is not None and self._open_tx is not None:
+            self.journal.rolled_back(self._open_tx)
+        self._open_tx = None
 
 
 
@@ -302,12 +325,25 @@ async def run_sync(
     *,
     handle_signals: bool = False,
     on_progress: Callable[[int], None] = lambda _n: None,
+    journal_file: journal.JournalFile | None = None,
+    request_id: str = "",
 ) -> tuple[signal.Signals | None, Counters]:
-    """Sync every record of a feed. Returns the signal that stopped the run (if any) and the counters."""
+    """Sync every record of a feed. Returns the signal that stopped the run (if any) and the counters.
+    With `journal_file`, every written row goes to it (its header first, once the schema is known)."""
     async with open_adapters(cfg) as (conn, schema, storage):
         lookup_conn = await magento.connect(cfg.database)
         try:
-            engine = Engine(conn, schema, storage, options, lookup_conn=lookup_conn)
+            if journal_file is not None:
+                from nacento_sync import __version__
+
+                await magento.use_utc(conn)
+                try:
+                    journal_file.header(request_id=request_id, mode=options.mode, dry_run=options.dry_run,
+                                        database=schema.database, table_prefix=schema.prefix,
+                                        link_field=schema.link, version=__version__)
+                except OSError as e:
+                    raise journal.JournalFileError(journal_file.path, f"cannot write: {e.strerror or e}") from None
+            engine = Engine(conn, schema, storage, options, lookup_conn=lookup_conn, journal=journal_file)
             pipeline = Pipeline(engine, builder, on_progress)
             received: list[signal.Signals] = []
             if handle_signals:

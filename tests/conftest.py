@@ -120,3 +120,9 @@ def store(magento_factory: Callable[..., MagentoStore]) -> MagentoStore:
     s = magento_factory("ce")
     install_meta(s)
     return s
+
+
+@pytest.fixture(autouse=True)
+def _journal_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace-mode runs journal to $XDG_STATE_HOME/nacento-sync/journal: a fresh directory per test."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
