@@ -739,11 +739,12 @@ async def use_utc(conn) -> None:
 
 
 async def snapshot(cur, schema: Schema, link_ids: Sequence[int], value_ids: Iterable[int] = (),
-                   lock: bool = True) -> tuple[dict[str, dict[tuple, dict[str, Any]]], set[int]]:
+                   lock: bool = True, linked: bool = False) -> tuple[dict[str, dict[tuple, dict[str, Any]]], set[int]]:
     """Every row, every column, the tool may write for these products: their links, the gallery rows
     linked (plus `value_ids`), those rows' value, video and meta rows, and the products' role and label
     values. A constant number of statements per batch (chunked by CHUNK ids); `FOR UPDATE` reads the
-    latest rows and keeps them until COMMIT. Returns the rows by table and key, and the gallery ids."""
+    latest rows and keeps them until COMMIT. Returns the rows by table and key, and the gallery ids.
+    `linked`: also every link of those gallery rows (of any product)."""
     from nacento_sync import journal
 
     L, t = schema.link, schema.t
@@ -761,6 +762,9 @@ async def snapshot(cur, schema: Schema, link_ids: Sequence[int], value_ids: Iter
     keep(journal.TO_ENTITY, await _rows(
         cur, f"SELECT * FROM {t(journal.TO_ENTITY)} WHERE {L} IN ({_ph(len(links))}){tail}", links))
     ids = sorted({k[0] for k in rows[journal.TO_ENTITY]} | set(value_ids))
+    for chunk in _chunks(ids if linked else []):  # `undo`: links of other products to these rows too
+        keep(journal.TO_ENTITY, await _rows(
+            cur, f"SELECT * FROM {t(journal.TO_ENTITY)} WHERE value_id IN ({_ph(len(chunk))}){tail}", chunk))
     for chunk in _chunks(ids):
         keep(journal.GALLERY, await _rows(
             cur, f"SELECT * FROM {t(journal.GALLERY)} WHERE value_id IN ({_ph(len(chunk))}){tail}", chunk))
