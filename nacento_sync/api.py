@@ -72,6 +72,8 @@ class SyncResult:
     report_error: str | None = None
     #: The change journal written (`journal_file`, or replace mode's default one), if any.
     journal: Path | None = None
+    #: A replace-mode dry run: the first SKUs that would lose images, and those images' paths.
+    would_delete: list[tuple[str, list[str]]] = field(default_factory=list)
 
     @property
     def nothing_found(self) -> bool:
@@ -173,6 +175,7 @@ def _sync(config: Config, records: Iterable[Item | Rejection], options: Options,
                         counters.stale_images, counters.looked_up, counters.found, interrupted, counters.fatal)
     builder.summary.request_id = _request_id(request_id, records)
     result.journal = journal_out.path if journal_out is not None else None
+    result.would_delete = list(counters.would_delete)
     builder.summary.journal = str(result.journal) if result.journal else None
     builder.summary.run = {"seconds": result.seconds, "batches": result.batches,
                            "s3_requests": result.s3_requests, "sql_write_statements": result.sql_write_statements,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pymysql
 
-from nacento_sync import dberrors, journal, magento, signals
+from nacento_sync import dberrors, journal, magento, rowsim, signals
 from nacento_sync.charset import fit_item
 from nacento_sync.codes import Code, Failure
 from nacento_sync.config import Config
@@ -25,13 +25,15 @@ from nacento_sync.etags import EtagFinder, Strategy
 from nacento_sync.magento import NOT_FOUND, Product, Schema, Writer
 from nacento_sync.models import Item, Rejection, sku_key
 from nacento_sync.pipeline import Pipeline
-from nacento_sync.plan import Mode, ProductPlan, ProductState, plan_product
+from nacento_sync.plan import Mode, ProductPlan, ProductState, RemoveEntry, plan_product
 from nacento_sync.purge import Purger
 from nacento_sync.report import ReportBuilder
 from nacento_sync.results import Outcome, StorageFailure
 from nacento_sync.storage import Storage
 
 log = logging.getLogger("nacento_sync")
+#: SKUs a replace-mode dry run lists with the images they would lose.
+WOULD_DELETE_SHOWN = 20
 
 
 @dataclass
@@ -76,6 +78,8 @@ class Counters:
     stale_images: int = 0
     #: Why the run stopped early (the database went away), if it did.
     fatal: str | None = None
+    #: A replace-mode dry run: the first SKUs that would lose images, with those images' paths.
+    would_delete: list[tuple[str, list[str]]] = field(default_factory=list)
 
 
 #: Called inside a batch's transaction, after its writes and before COMMIT, with the outcomes of the
@@ -255,10 +259,20 @@ class Engine:
                                 self.options.allow_empty, object_key=self.storage.key, views=self.schema.views)
             plans.append((out, plan))
             before.append(states[product.link_id])
+        products = {p.link_id: (out.item.sku, p.entity_id) for out, p in ready if p.link_id in present}
+        if self.options.dry_run and self.options.mode == "replace":
+            self._note_deletions(plans, before)
         if self.options.dry_run:
+            if self.journal is not None:  # the lines the run would write, computed from the rows it would change
+                async with self.conn.cursor() as cur:
+                    current, _ = await magento.snapshot(cur, self.schema, sorted(products), lock=False)
+                after = rowsim.simulate(current, (op for _, plan in plans for op in plan.ops), self.schema.link,
+                                        self.schema.attribute_ids)
+                self.journal.transaction(rowsim.unknown_ids(journal.diff(
+                    current, after, self.schema.link, journal.owners(current, after, self.schema.link, products),
+                    [sku for sku, _ in products.values()])))
             await self.conn.rollback()
         else:
-            products = {p.link_id: (out.item.sku, p.entity_id) for out, p in ready if p.link_id in present}
             async with self.conn.cursor() as cur:
                 rows = await magento.snapshot(cur, self.schema, sorted(products)) if self.journal else None
                 writer = Writer(cur, self.schema)
@@ -285,6 +299,16 @@ class Engine:
         await self.purger.after_commit([(out.warnings, state, plan.ops)
                                         for (out, plan), state in zip(plans, before, strict=True)])
         self.counters.cache_purged, self.counters.stale_images = self.purger.purged, self.purger.stale
+
+    def _note_deletions(self, plans: list[tuple[Outcome, ProductPlan]], states: list[ProductState]) -> None:
+        """Keep the first SKUs a replace-mode dry run would take images from, with their paths."""
+        for (out, plan), state in zip(plans, states, strict=True):
+            if len(self.counters.would_delete) >= WOULD_DELETE_SHOWN:
+                return
+            paths = {entry.value_id: entry.value for entry in state.entries}
+            lost = [paths[op.value_id] for op in plan.ops if isinstance(op, RemoveEntry) and op.value_id in paths]
+            if lost:
+                self.counters.would_delete.append((out.item.sku, lost))
 
     async def _rollback(self) -> None:
         with contextlib.suppress(pymysql.err.MySQLError):

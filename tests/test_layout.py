@@ -10,7 +10,8 @@ import pytest
 ADAPTER_LIBRARIES = ("aiomysql", "pymysql", "aioboto3", "aiobotocore", "botocore", "aio_pika", "aiormq")
 CORE = ("nacento_sync.models", "nacento_sync.paths", "nacento_sync.plan", "nacento_sync.storeviews",
         "nacento_sync.charset", "nacento_sync.purge", "nacento_sync.codes", "nacento_sync.results",
-        "nacento_sync.etags", "nacento_sync.asyncmode.decisions")
+        "nacento_sync.etags", "nacento_sync.asyncmode.decisions", "nacento_sync.journal", "nacento_sync.undo",
+        "nacento_sync.rowsim")
 
 
 def _imported_after(code: str) -> set[str]:

@@ -201,6 +201,10 @@ def _explain(result: SyncResult, cfg: Config, json_out: bool, command: str) -> N
             say(out, one_line(result.report, command))
         else:
             _render(result.report, command)
+    if result.would_delete and not json_out and not Mode.quiet:
+        say(out, "would delete (dry run, replace mode; first SKUs):")
+        for sku_name, paths in result.would_delete:
+            say(out, f"  {plain(sku_name)}: " + ", ".join(plain(p) for p in paths))
     if result.stale_images and not cfg.sync.purge_cache:
         say(err, f"{result.stale_images} image(s) changed bytes or were deleted: their resized copies "
                  "(media/catalog/product/cache/) may be stale; re-run with --purge-cache to delete them")
