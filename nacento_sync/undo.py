@@ -104,6 +104,8 @@ def _tokens(line: Mapping[str, Any]) -> Iterable[Any]:
                 yield ("gallery", row["value_id"])
             if line.get("table") in (VALUE, META) and row.get("record_id") is not None:
                 yield ("record", row["record_id"])
+            if line.get("table") == VARCHAR:  # its unique key: (link, attribute, store)
+                yield ("role", tuple(sorted((k, v) for k, v in row.items() if k not in ("value_id", "value"))))
 
 
 def plan_undo(journals: Sequence[Journal], world: World, link: str) -> UndoPlan:

@@ -175,3 +175,146 @@ def test_unreachable_database_exits_3(store, bucket, cfg, tmp_path):
     out = run(cfg, export(tmp_path), mode="replace")
     unreachable = cfg | {"database": cfg["database"] | {"port": 1, "connect_timeout": 2}}
     assert _cli(unreachable, tmp_path, str(out.sync.journal)).exit_code == 3
+
+
+# ---------------------------------------------------------------- the planner, without a database
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from nacento_sync import journal as jr  # noqa: E402
+from nacento_sync.undo import plan_undo, units  # noqa: E402
+
+L = "entity_id"
+
+
+def _journal(changes: list[jr.Change], name: str = "j", created: str = "2026-01-01T00:00:00Z") -> jr.Journal:
+    return jr.Journal(Path(name), {"type": "header", "created_at": created},
+                      [jr.row_line(c, 1) for c in changes])
+
+
+def _apply(world: dict, changes: list[jr.Change]) -> dict:
+    out = {t: dict(rows) for t, rows in world.items()}
+    for c in changes:
+        key = tuple(c.key[k] for k in jr.key_columns(c.table, L))
+        if c.action == "delete":
+            del out[c.table][key]
+        else:
+            out.setdefault(c.table, {})[key] = c.after
+    return out
+
+
+def _gallery(vid: int, path: str) -> dict:
+    return {"value_id": vid, "attribute_id": 90, "value": path, "media_type": "image", "disabled": 0}
+
+
+def _link(vid: int, link: int) -> dict:
+    return {"value_id": vid, L: link}
+
+
+def _role(vid: int, link: int, value: str, attribute: int = 87, store: int = 0) -> dict:
+    return {"value_id": vid, "attribute_id": attribute, "store_id": store, L: link, "value": value}
+
+
+def test_a_run_is_inverted_row_by_row():
+    before = {jr.GALLERY: {(1,): _gallery(1, "/a/a/old.jpg")}, jr.TO_ENTITY: {(1, 7): _link(1, 7)},
+              jr.VARCHAR: {(5,): _role(5, 7, "/a/a/old.jpg")}}
+    after = {jr.GALLERY: {(2,): _gallery(2, "/b/b/new.jpg")}, jr.TO_ENTITY: {(2, 7): _link(2, 7)},
+             jr.VARCHAR: {(5,): _role(5, 7, "/b/b/new.jpg")}}
+    owners = jr.owners(before, after, L, {7: ("S", 70)})
+    changes = jr.diff(before, after, L, owners, ["S"])
+    assert [(c.table, c.action) for c in changes] == [
+        (jr.TO_ENTITY, "delete"), (jr.GALLERY, "delete"), (jr.VARCHAR, "update"), (jr.GALLERY, "insert"),
+        (jr.TO_ENTITY, "insert")]
+    plan = plan_undo([_journal(changes)], after, L)
+    assert plan.conflicts == [] and plan.reverted == ["S"] and plan.product_ids == [70]
+    assert _apply(after, plan.changes) == before
+    # already reverted: nothing to do
+    assert plan_undo([_journal(changes)], before, L).changes == []
+
+
+def test_conflicts_changed_row_collisions_and_cascades():
+    before = {jr.GALLERY: {(1,): _gallery(1, "/a/a/x.jpg")}, jr.TO_ENTITY: {(1, 7): _link(1, 7)},
+              jr.VARCHAR: {}}
+    after = {jr.GALLERY: {(3,): _gallery(3, "/n/n/new.jpg")}, jr.TO_ENTITY: {(3, 7): _link(3, 7)},
+             jr.VARCHAR: {(5,): _role(5, 7, "/n/n/new.jpg")}}
+    changes = jr.diff(before, after, L, jr.owners(before, after, L, {7: ("S", 70)}), ["S"])
+    j = [_journal(changes)]
+
+    def reason(world):
+        plan = plan_undo(j, world, L)
+        assert plan.changes == [] and [c.sku for c in plan.conflicts] == ["S"]
+        return plan.conflicts[0].reason
+
+    changed = _apply(after, []) | {jr.VARCHAR: {(5,): _role(5, 7, "/h/a/hand.jpg")}}
+    assert "changed since the run" in reason(changed)
+    same_key = {t: dict(r) for t, r in after.items()}
+    same_key[jr.GALLERY][(1,)] = _gallery(1, "/o/t/other.jpg")  # the deleted row's id is used again
+    assert "changed since the run" in reason(same_key)
+    same_path = {t: dict(r) for t, r in after.items()}
+    same_path[jr.GALLERY][(4,)] = _gallery(4, "a/a/x.jpg")  # a merge brought the image back (legacy spelling)
+    same_path[jr.TO_ENTITY][(4, 7)] = _link(4, 7)
+    assert "again" in reason(same_path)
+    cascade = {t: dict(r) for t, r in after.items()}
+    cascade[jr.TO_ENTITY][(3, 8)] = _link(3, 8)  # another product linked the run's new row since
+    assert "reference it" in reason(cascade)
+    role_key = {t: dict(r) for t, r in before.items()}
+    role_key[jr.VARCHAR] = {(6,): _role(6, 7, "x")}
+    gone = jr.diff({jr.VARCHAR: {(5,): _role(5, 7, "y")}}, {jr.VARCHAR: {}}, L,
+                   {(jr.VARCHAR, (5,)): ("S", 70)}, ["S"])
+    plan = plan_undo([_journal(gone)], role_key, L)
+    assert "another row now" in plan.conflicts[0].reason
+
+
+def test_skus_sharing_a_row_revert_together():
+    shared = (jr.Change(jr.TO_ENTITY, "delete", {"value_id": 1, L: 7}, _link(1, 7), None, "A", 1),
+              jr.Change(jr.TO_ENTITY, "delete", {"value_id": 1, L: 8}, _link(1, 8), None, "B", 2),
+              jr.Change(jr.GALLERY, "delete", {"value_id": 1}, _gallery(1, "/s/s/s.jpg"), None, "A", 1),
+              jr.Change(jr.VARCHAR, "delete", {"value_id": 9}, _role(9, 9, "v"), None, "C", 3))
+    j = _journal(list(shared))
+    assert sorted(map(sorted, units([j]))) == [["A", "B"], ["C"]]
+    world = {jr.GALLERY: {}, jr.TO_ENTITY: {(1, 8): _link(1, 8) | {"x": 1}}, jr.VARCHAR: {}}  # B's link changed
+    plan = plan_undo([j], world, L)
+    assert sorted(c.sku for c in plan.conflicts) == ["A", "B"] and plan.reverted == ["C"]
+
+
+def test_newest_journal_is_reverted_first():
+    w0 = {jr.VARCHAR: {(5,): _role(5, 7, "v0")}}
+    w1 = {jr.VARCHAR: {(5,): _role(5, 7, "v1")}}
+    w2 = {jr.VARCHAR: {(5,): _role(5, 7, "v2")}}
+    own = {(jr.VARCHAR, (5,)): ("S", 70)}
+    first = _journal(jr.diff(w0, w1, L, own, ["S"]), "first", "2026-01-01T00:00:00Z")
+    second = _journal(jr.diff(w1, w2, L, own, ["S"]), "second", "2026-01-02T00:00:00Z")
+    plan = plan_undo([first, second], w2, L)
+    assert plan.conflicts == [] and _apply(w2, plan.changes) == w0
+
+
+_paths = st.sampled_from(["/a/a/1.jpg", "/b/b/2.jpg", "/c/c/3.jpg"])
+
+
+@st.composite
+def _worlds(draw):
+    """Gallery rows with links to products 7/8 and role rows: consistent (each path once per product)."""
+    world: dict = {jr.GALLERY: {}, jr.TO_ENTITY: {}, jr.VARCHAR: {}}
+    for link in (7, 8):
+        for path in draw(st.sets(_paths)):
+            vid = draw(st.integers(1, 60).filter(lambda v: (v,) not in world[jr.GALLERY]))
+            world[jr.GALLERY][(vid,)] = _gallery(vid, path)
+            world[jr.TO_ENTITY][(vid, link)] = _link(vid, link)
+        for attribute in draw(st.sets(st.sampled_from([85, 86, 87]))):
+            rid = draw(st.integers(1, 60).filter(lambda v: (v,) not in world[jr.VARCHAR]))
+            world[jr.VARCHAR][(rid,)] = _role(rid, link, draw(_paths), attribute)
+    return world
+
+
+@settings(max_examples=150, deadline=None)
+@given(_worlds(), _worlds())
+def test_undo_of_any_run_restores_the_world_before_it(before, after):
+    products = {7: ("A", 70), 8: ("B", 80)}
+    changes = jr.diff(before, after, L, jr.owners(before, after, L, products), ["A", "B"])
+    plan = plan_undo([_journal(changes)], after, L)
+    assert plan.conflicts == []
+    assert _apply(after, plan.changes) == before
+    # and the undo's own journal undoes the undo
+    again = plan_undo([_journal(plan.changes)], before, L)
+    assert again.conflicts == [] and _apply(before, again.changes) == after
