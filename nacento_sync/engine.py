@@ -265,6 +265,7 @@ class Engine:
         if self.options.dry_run:
             if self.journal is not None:  # the lines the run would write, computed from the rows it would change
                 async with self.conn.cursor() as cur:
+                    await magento.use_utc(cur)
                     current, _ = await magento.snapshot(cur, self.schema, sorted(products), lock=False)
                 after = rowsim.simulate(current, (op for _, plan in plans for op in plan.ops), self.schema.link,
                                         self.schema.attribute_ids)
@@ -274,7 +275,10 @@ class Engine:
             await self.conn.rollback()
         else:
             async with self.conn.cursor() as cur:
-                rows = await magento.snapshot(cur, self.schema, sorted(products)) if self.journal else None
+                rows = None
+                if self.journal is not None:
+                    await magento.use_utc(cur)
+                    rows = await magento.snapshot(cur, self.schema, sorted(products))
                 writer = Writer(cur, self.schema)
                 await writer.apply(op for _, plan in plans for op in plan.ops)
                 self.counters.statements += writer.statements
@@ -360,7 +364,6 @@ async def run_sync(
             if journal_file is not None:
                 from nacento_sync import __version__
 
-                await magento.use_utc(conn)
                 try:
                     journal_file.header(request_id=request_id, mode=options.mode, dry_run=options.dry_run,
                                         database=schema.database, table_prefix=schema.prefix,

@@ -732,10 +732,10 @@ async def _rows(cur, sql: str, args: Sequence) -> list[dict[str, Any]]:
     return [dict(zip(names, r, strict=True)) for r in await cur.fetchall()]
 
 
-async def use_utc(conn) -> None:
-    """Read and write TIMESTAMP columns in UTC on this connection (the journal's timestamps are UTC)."""
-    async with conn.cursor() as cur:
-        await cur.execute("SET time_zone = '+00:00'")
+async def use_utc(cur) -> None:
+    """Read and write TIMESTAMP columns in UTC on this session (the journal's timestamps are UTC). Harmless
+    to the tool's other statements: they write TIMESTAMP columns with CURRENT_TIMESTAMP only."""
+    await cur.execute("SET time_zone = '+00:00'")
 
 
 async def snapshot(cur, schema: Schema, link_ids: Sequence[int], value_ids: Iterable[int] = (),

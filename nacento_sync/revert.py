@@ -109,7 +109,8 @@ async def undo_async(config: Config, paths: Sequence[Path], *, dry_run: bool = F
     try:
         schema = await magento.detect_schema(conn, config.database.table_prefix)
         check_store(journals, schema)
-        await magento.use_utc(conn)
+        async with conn.cursor() as cur:
+            await magento.use_utc(cur)
         result = UndoResult([str(p) for p in paths], dry_run)
         out: journal.JournalFile | None = None
         if not dry_run:

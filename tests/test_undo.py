@@ -9,12 +9,16 @@ from typing import Any
 
 import pytest
 from helpers import config_dict, install_meta, run, write_ndjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from nacento_sync import Config
+from nacento_sync import journal as jr
 from nacento_sync.cli import app
 from nacento_sync.journal import GALLERY, META, TO_ENTITY, VALUE, VARCHAR, VIDEO
 from nacento_sync.revert import undo
+from nacento_sync.undo import plan_undo, units
 
 WRITTEN = (GALLERY, TO_ENTITY, VALUE, VIDEO, VARCHAR, META)
 
@@ -148,6 +152,24 @@ def test_several_journals_are_reverted_newest_first(store, bucket, cfg, tmp_path
     assert checksums(store) == before
 
 
+def test_worker_journals_each_replace_batch_and_undo_takes_them_all(store, bucket, db_params, queue_cfg, tmp_path):
+    from async_helpers import async_config, run_submit, run_worker
+
+    seed(store, bucket)
+    before = checksums(store)
+    cfg = async_config(store, bucket, db_params, queue_cfg, batch_size=1, journal_dir=str(tmp_path / "journals"))
+    run_submit(cfg, export(tmp_path), mode="replace", request_id="op-undo")
+    stats = run_worker(cfg)
+    assert stats.complete == 3
+    journals = sorted((tmp_path / "journals").glob("worker-*.ndjson"))
+    assert journals and all(p.stat().st_mode & 0o777 == 0o600 for p in journals)
+    assert all(json.loads(p.read_text().splitlines()[0])["command"] == "worker" for p in journals)
+    assert checksums(store) != before
+    result = undo(Config.model_validate(cfg), journals)
+    assert result.conflicts == []
+    assert checksums(store) == before
+
+
 def _cli(cfg: dict, tmp_path: Path, *args: str):
     config_file = tmp_path / "c.yaml"
     config_file.write_text(json.dumps(cfg))
@@ -179,11 +201,6 @@ def test_unreachable_database_exits_3(store, bucket, cfg, tmp_path):
 
 # ---------------------------------------------------------------- the planner, without a database
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from nacento_sync import journal as jr  # noqa: E402
-from nacento_sync.undo import plan_undo, units  # noqa: E402
 
 L = "entity_id"
 
