@@ -138,9 +138,9 @@ def sync(
         with ReportBuilder(None, options.mode, options.dry_run, spill=spill) as builder:
             return _sync(config, records, options, builder, report_file, json_out, request_id, on_progress,
                          handle_signals, journal_out)
-    except BaseException:
-        if journal_out is not None and journal_file is None and journal_out.rows == 0:
-            journal_out.close()  # a default journal of a run that wrote nothing is not kept
+    except BaseException:  # the run could not start (a server unreachable…): no empty journal is left
+        if journal_out is not None and journal_out.rows == 0:
+            journal_out.close()
             journal_out.path.unlink(missing_ok=True)
         raise
     finally:

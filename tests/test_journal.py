@@ -234,3 +234,46 @@ def test_merge_with_journal_writes_it(store, bucket, cfg, tmp_path):
     rows = [ln for ln in lines(path) if ln["type"] == "row"]
     assert result.journal == path and rows and {ln["sku"] for ln in rows} == {"SKU-C"}
     assert {ln["action"] for ln in rows} == {"insert"}
+
+
+def test_a_rolled_back_transaction_is_marked_and_undo_skips_it(store, bucket, cfg, tmp_path):
+    """A deadlock after the lines were written (here: in the before-commit hook the worker uses) rolls the
+    batch back and retries it: the first attempt's lines are marked, the retry's are the ones undo reads."""
+    import asyncio
+
+    import pymysql
+
+    from nacento_sync.engine import Engine, open_adapters
+    from nacento_sync.feed import parse_record
+    from nacento_sync.revert import undo
+
+    seed(store, bucket)
+    before = checksums(store)
+    config = Config.model_validate(cfg)
+    path = tmp_path / "j.ndjson"
+    calls = []
+
+    async def deadlock_once(_cur, _outcomes):
+        calls.append(1)
+        if len(calls) == 1:
+            raise pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock (injected)")
+
+    async def go() -> None:
+        out = jr.JournalFile(path)
+        async with open_adapters(config) as (conn, schema, storage):
+            out.header(request_id="t", mode="replace", dry_run=False, database=schema.database,
+                       table_prefix=schema.prefix, link_field=schema.link, version="t")
+            engine = Engine(conn, schema, storage, Options.from_config(config, mode="replace"),
+                            before_commit=deadlock_once, journal=out)
+            items = [parse_record({"sku": "SKU-A", "images": [{"file_path": "k/e/keep.jpg"}]}, "t", 1)]
+            outcomes = await engine.sync_batch(items)
+            assert outcomes[0].error is None
+        out.close()
+
+    asyncio.run(go())
+    marks = [ln for ln in lines(path) if ln["type"] in ("rollback", "commit")]
+    assert marks == [{"type": "rollback", "tx": 1}, {"type": "commit", "tx": 2}]
+    read = jr.read(path)
+    assert read.rows and {r["tx"] for r in read.rows} == {2}
+    assert undo(config, [path]).conflicts == []
+    assert checksums(store) == before
