@@ -8,12 +8,15 @@ The journals must be of this database, table prefix and link field, and not of a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nacento_sync import __version__, journal, magento
+import pymysql
+
+from nacento_sync import __version__, dberrors, journal, magento
 from nacento_sync.config import Config
 from nacento_sync.journal import Journal, JournalRefused, key_columns
 from nacento_sync.undo import Conflict, UndoPlan, plan_undo, units
@@ -125,11 +128,12 @@ async def undo_async(config: Config, paths: Sequence[Path], *, dry_run: bool = F
                 out.close()
                 raise journal.JournalFileError(out.path, f"cannot write: {e.strerror or e}") from None
         try:
-            batch: list[str] = []
+            batch: list[list[str]] = []
             for unit in [*units(journals), []]:
-                batch += unit
-                if batch and (len(batch) >= UNIT_BATCH or not unit):
-                    await _undo_batch(conn, schema, _restricted(journals, set(batch)), result, out)
+                if unit:
+                    batch.append(unit)
+                if batch and (sum(map(len, batch)) >= UNIT_BATCH or not unit):
+                    await _undo_units(conn, schema, journals, batch, result, out)
                     batch = []
         finally:
             if out is not None:
@@ -138,6 +142,28 @@ async def undo_async(config: Config, paths: Sequence[Path], *, dry_run: bool = F
         return result
     finally:
         conn.close()
+
+
+async def _undo_units(conn, schema: magento.Schema, journals: list[Journal], batch: list[list[str]],
+                      result: UndoResult, out: journal.JournalFile | None) -> None:
+    """Units in one transaction; after a database error (a product deleted since…), unit by unit, and a
+    unit that fails alone is a conflict with the server's message. A lost connection is exit 3."""
+    tries = [batch] if len(batch) == 1 else [batch, *([unit] for unit in batch)]
+    for attempt, units_here in enumerate(tries):
+        skus = {sku for unit in units_here for sku in unit}
+        try:
+            await _undo_batch(conn, schema, _restricted(journals, skus), result, out)
+        except pymysql.err.MySQLError as e:
+            if dberrors.connection_lost(e):
+                raise magento.DatabaseAccessError(f"lost the database connection: {e}") from None
+            if attempt == 0 and len(tries) > 1:
+                continue
+            product_ids = {ln.get("sku"): ln.get("product_id") for j in journals for ln in j.rows}
+            result.conflicts += [Conflict(sku, product_ids.get(sku), "", f"database error: {e}")
+                                 for sku in sorted(skus)]
+            continue
+        if attempt == 0:
+            return
 
 
 async def _undo_batch(conn, schema: magento.Schema, journals: list[Journal], result: UndoResult,
@@ -163,7 +189,8 @@ async def _undo_batch(conn, schema: magento.Schema, journals: list[Journal], res
             if out is not None and tx is not None:
                 out.committed(tx)
     except BaseException:
-        await conn.rollback()
+        with contextlib.suppress(pymysql.err.MySQLError):
+            await conn.rollback()
         if out is not None and tx is not None:
             out.rolled_back(tx)
         raise

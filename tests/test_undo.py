@@ -129,6 +129,16 @@ def test_a_merge_that_brings_deleted_images_back_makes_a_conflict(store, bucket,
     assert paths.count("/d/r/drop.jpg") == 1
 
 
+def test_a_product_deleted_since_the_run_is_a_conflict_not_a_crash(store, bucket, cfg, tmp_path):
+    products = seed(store, bucket)
+    out = run(cfg, export(tmp_path), mode="replace")
+    store.execute(f"DELETE FROM {{catalog_product_entity}} WHERE {store.link} = %s", (products["c"].link_id,))
+    result = undo(Config.model_validate(cfg), [out.sync.journal])
+    assert sorted(c.sku for c in result.conflicts) == ["SKU-B", "SKU-C"]  # they share a row: together
+    assert result.reverted == ["SKU-A"]
+    assert [g["value"] for g in store.gallery(products["a"].link_id)] == ["k/e/keep.jpg", "/d/r/drop.jpg"]
+
+
 def test_dry_run_undo_writes_nothing(store, bucket, cfg, tmp_path):
     seed(store, bucket)
     out = run(cfg, export(tmp_path), mode="replace")
