@@ -22,6 +22,7 @@ from nacento_sync.charset import fit_item
 from nacento_sync.codes import Code, Failure
 from nacento_sync.config import Config
 from nacento_sync.etags import EtagFinder, Strategy
+from nacento_sync.journal import Snapshot
 from nacento_sync.magento import NOT_FOUND, Product, Schema, Writer
 from nacento_sync.models import Item, Rejection, sku_key
 from nacento_sync.pipeline import Pipeline
@@ -263,30 +264,17 @@ class Engine:
         if self.options.dry_run and self.options.mode == "replace":
             self._note_deletions(plans, before)
         if self.options.dry_run:
-            if self.journal is not None:  # the lines the run would write, computed from the rows it would change
-                async with self.conn.cursor() as cur:
-                    await magento.use_utc(cur)
-                    current, _ = await magento.snapshot(cur, self.schema, sorted(products), lock=False)
-                after = rowsim.simulate(current, (op for _, plan in plans for op in plan.ops), self.schema.link,
-                                        self.schema.attribute_ids)
-                self.journal.transaction(rowsim.unknown_ids(journal.diff(
-                    current, after, self.schema.link, journal.owners(current, after, self.schema.link, products),
-                    [sku for sku, _ in products.values()])))
+            if self.journal is not None:
+                await self._journal_dry_run(products, [op for _, plan in plans for op in plan.ops])
             await self.conn.rollback()
         else:
             async with self.conn.cursor() as cur:
-                rows = None
-                if self.journal is not None:
-                    await magento.use_utc(cur)
-                    rows = await magento.snapshot(cur, self.schema, sorted(products))
+                rows = await self._rows_before(cur, products) if self.journal is not None else None
                 writer = Writer(cur, self.schema)
                 await writer.apply(op for _, plan in plans for op in plan.ops)
                 self.counters.statements += writer.statements
-                if self.journal is not None and rows is not None:
-                    after, _ = await magento.snapshot(cur, self.schema, sorted(products), rows[1])
-                    self._open_tx = self.journal.transaction(journal.diff(
-                        rows[0], after, self.schema.link, journal.owners(rows[0], after, self.schema.link, products),
-                        [sku for sku, _ in products.values()]))
+                if rows is not None:
+                    await self._journal_written(cur, products, rows)
                 done = [replace(out, stats=plan.stats, changed=plan.writes) for out, plan in plans]
                 if self.before_commit:
                     await self.before_commit(cur, done)
@@ -303,6 +291,29 @@ class Engine:
         await self.purger.after_commit([(out.warnings, state, plan.ops)
                                         for (out, plan), state in zip(plans, before, strict=True)])
         self.counters.cache_purged, self.counters.stale_images = self.purger.purged, self.purger.stale
+
+    async def _rows_before(self, cur, products: dict[int, tuple[str, int]]) -> tuple[Snapshot, set[int]]:
+        """The rows the batch may write, locked, before it writes (the journal's "before")."""
+        await magento.use_utc(cur)
+        return await magento.snapshot(cur, self.schema, sorted(products))
+
+    async def _journal_written(self, cur, products: dict[int, tuple[str, int]],
+                               rows: tuple[Snapshot, set[int]]) -> None:
+        """Read the rows back after the writes; journal (and fsync) the differences before COMMIT."""
+        assert self.journal is not None
+        link = self.schema.link
+        after, _ = await magento.snapshot(cur, self.schema, sorted(products), rows[1])
+        self._open_tx = self.journal.transaction(journal.batch_changes(rows[0], after, link, products))
+
+    async def _journal_dry_run(self, products: dict[int, tuple[str, int]], ops: list) -> None:
+        """A dry run's journal: the lines the run would write, computed from the rows it would change."""
+        assert self.journal is not None
+        link = self.schema.link
+        async with self.conn.cursor() as cur:
+            await magento.use_utc(cur)
+            current, _ = await magento.snapshot(cur, self.schema, sorted(products), lock=False)
+        after = rowsim.simulate(current, ops, link, self.schema.attribute_ids)
+        self.journal.transaction(rowsim.unknown_ids(journal.batch_changes(current, after, link, products)))
 
     def _note_deletions(self, plans: list[tuple[Outcome, ProductPlan]], states: list[ProductState]) -> None:
         """Keep the first SKUs a replace-mode dry run would take images from, with their paths."""

@@ -166,6 +166,12 @@ def owners(before: Snapshot, after: Snapshot, link: str,
     return owner
 
 
+def batch_changes(before: Snapshot, after: Snapshot, link: str,
+                  products: Mapping[int, tuple[str, int | None]]) -> list[Change]:
+    """A batch's changes, each row owned by its SKU, grouped in the batch's SKU order."""
+    return diff(before, after, link, owners(before, after, link, products), [sku for sku, _ in products.values()])
+
+
 def row_line(change: Change, tx: int) -> dict[str, Any]:
     """A change as a journal line."""
     after = change.after
