@@ -25,6 +25,8 @@ _EXPORTS = {
     "submit": "nacento_sync.api",
     "bulk_status": "nacento_sync.api",
     "requeue": "nacento_sync.api",
+    "undo": "nacento_sync.revert",
+    "UndoResult": "nacento_sync.revert",
     "Options": "nacento_sync.engine",
     "Config": "nacento_sync.config",
     "ConfigError": "nacento_sync.config",
@@ -48,6 +50,7 @@ __all__ = [
     "__version__", "sync", "SyncResult", "ReportFileError", "Options", "submit", "bulk_status", "requeue",
     "SubmitResult", "BulkSummary", "RequeueResult", "Config", "ConfigError", "load_config", "Feed",
     "parse_record", "Item", "Rejection", "Report", "NacentoError", "UsageError", "AccessError", "UnknownBulk",
+    "undo", "UndoResult",
 ]
 
 if TYPE_CHECKING:
@@ -61,6 +64,7 @@ if TYPE_CHECKING:
     from nacento_sync.feed import Feed, parse_record
     from nacento_sync.models import Item, Rejection
     from nacento_sync.report import Report
+    from nacento_sync.revert import UndoResult, undo
 
 
 def __getattr__(name: str) -> Any:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TextIO
 
+from nacento_sync import journal
 from nacento_sync.config import Config
 from nacento_sync.engine import Options, run_sync
 from nacento_sync.errors import UsageError
@@ -73,6 +74,10 @@ class SyncResult:
     #: the run spent reconnecting.
     reconnects: int = 0
     seconds_reconnecting: float = 0.0
+    #: The change journal written (`journal_file`, or replace mode's default one), if any.
+    journal: Path | None = None
+    #: A replace-mode dry run: the first SKUs that would lose images, and those images' paths.
+    would_delete: list[tuple[str, list[str]]] = field(default_factory=list)
 
     @property
     def nothing_found(self) -> bool:
@@ -106,6 +111,7 @@ def sync(
     request_id: str | None = None,
     on_progress: Callable[[int], None] | None = None,
     handle_signals: bool = False,
+    journal_file: Path | None = None,
 ) -> SyncResult:
     """Sync every record (an `Item` to apply, a `Rejection` to report), then write the JSON report.
 
@@ -118,6 +124,10 @@ def sync(
     - `on_progress(n)`: called as each batch of `n` SKUs is done.
     - `handle_signals`: SIGINT/SIGTERM stop the run after the current batch (a second one at once); the
       signal is in `SyncResult.interrupted`. Only from the main thread.
+    - `journal_file`: write the change journal there (README, "Change journal"; a dry run writes the
+      lines it would write). Without it, a replace-mode run that writes journals to `sync.journal_dir`
+      (a new file, 0600; older default journals than `sync.journal_keep_days` are deleted). Checked
+      before anything is synced (`journal.JournalFileError`, a `UsageError`).
 
     Raises `AccessError` when the database or the bucket cannot be used at start, `UsageError` for a
     missing meta table or an unusable `report_file`. Once batches have committed nothing raises: a report
@@ -126,24 +136,58 @@ def sync(
     options = options or Options.from_config(config)
     if report_file is not None and (problem := report_path_problem(report_file)):
         raise ReportFileError(report_file, problem)
+    journal_out = _open_journal(config, options, journal_file, _request_id(request_id, records))
     spill = partial_path(report_file) if report_file is not None else None
-    with ReportBuilder(None, options.mode, options.dry_run, spill=spill) as builder:
-        started = time.monotonic()
-        interrupted, counters = asyncio.run(run_sync(config, records, options, builder,
-                                                     handle_signals=handle_signals,
-                                                     on_progress=on_progress or (lambda _n: None)))
-        # Batches are committed: nothing below may raise, and the report goes out before anything else.
-        result = SyncResult(None, round(time.monotonic() - started, 3), counters.batches,
-                            dict(counters.s3_requests), counters.statements, counters.cache_purged,
-                            counters.stale_images, counters.looked_up, counters.found, interrupted, counters.fatal,
-                            reconnects=counters.reconnects, seconds_reconnecting=counters.seconds_down)
-        builder.summary.request_id = _request_id(request_id, records)
-        builder.summary.run = {"seconds": result.seconds, "batches": result.batches,
-                               "s3_requests": result.s3_requests, "sql_write_statements": result.sql_write_statements,
-                               "cache_purged": result.cache_purged, "stale_images": result.stale_images,
-                               "reconnects": result.reconnects, "seconds_reconnecting": result.seconds_reconnecting}
-        stream_name = "stdout" if json_out is sys.stdout else str(getattr(json_out, "name", "the JSON stream"))
-        result.report, result.report_error = write_report(builder, report_file, json_out, stream_name)
+    try:
+        with ReportBuilder(None, options.mode, options.dry_run, spill=spill) as builder:
+            return _sync(config, records, options, builder, report_file, json_out, request_id, on_progress,
+                         handle_signals, journal_out)
+    except BaseException:  # the run could not start (a server unreachable…): no empty journal is left
+        if journal_out is not None and journal_out.rows == 0:
+            journal_out.close()
+            journal_out.path.unlink(missing_ok=True)
+        raise
+    finally:
+        if journal_out is not None:
+            journal_out.close()
+
+
+def _open_journal(config: Config, options: Options, given: Path | None, request_id: str) -> journal.JournalFile | None:
+    """The journal to write, opened before anything is synced: `given`, else replace mode's default one."""
+    if given is not None:
+        return journal.JournalFile(given)
+    if options.mode != "replace" or options.dry_run:
+        return None
+    directory = journal.default_dir(config.sync.journal_dir)
+    journal.prune(directory, config.sync.journal_keep_days)
+    return journal.create_default(directory, request_id)
+
+
+def _sync(config: Config, records: Iterable[Item | Rejection], options: Options, builder: ReportBuilder,
+          report_file: Path | None, json_out: TextIO | None, request_id: str | None,
+          on_progress: Callable[[int], None] | None, handle_signals: bool,
+          journal_out: journal.JournalFile | None) -> SyncResult:
+    started = time.monotonic()
+    interrupted, counters = asyncio.run(run_sync(config, records, options, builder,
+                                                 handle_signals=handle_signals,
+                                                 on_progress=on_progress or (lambda _n: None),
+                                                 journal_file=journal_out,
+                                                 request_id=_request_id(request_id, records)))
+    # Batches are committed: nothing below may raise, and the report goes out before anything else.
+    result = SyncResult(None, round(time.monotonic() - started, 3), counters.batches,
+                        dict(counters.s3_requests), counters.statements, counters.cache_purged,
+                        counters.stale_images, counters.looked_up, counters.found, interrupted, counters.fatal,
+                        reconnects=counters.reconnects, seconds_reconnecting=counters.seconds_down)
+    builder.summary.request_id = _request_id(request_id, records)
+    result.journal = journal_out.path if journal_out is not None else None
+    result.would_delete = list(counters.would_delete)
+    builder.summary.journal = str(result.journal) if result.journal else None
+    builder.summary.run = {"seconds": result.seconds, "batches": result.batches,
+                           "s3_requests": result.s3_requests, "sql_write_statements": result.sql_write_statements,
+                           "cache_purged": result.cache_purged, "stale_images": result.stale_images,
+                           "reconnects": result.reconnects, "seconds_reconnecting": result.seconds_reconnecting}
+    stream_name = "stdout" if json_out is sys.stdout else str(getattr(json_out, "name", "the JSON stream"))
+    result.report, result.report_error = write_report(builder, report_file, json_out, stream_name)
     return result
 
 

@@ -147,6 +147,11 @@ class SyncConfig(_Section):
     etag_strategy: Literal["auto", "head", "list"] = "auto"
     #: After each batch, delete the resized copies (cache/<hash>/…) of images whose bytes changed or were deleted.
     purge_cache: bool = False
+    #: Where replace-mode runs journal their changes without `--journal`; default (resolved at use)
+    #: `$XDG_STATE_HOME/nacento-sync/journal`, XDG's default being `~/.local/state`.
+    journal_dir: str | None = None
+    #: Default journals older than this many days are deleted when a run starts.
+    journal_keep_days: int = Field(30, ge=1, le=36_500)
 
 
 #: Magento's cron `bulk_mark_incomplete_operations_as_failed` fails operations open for longer than this.

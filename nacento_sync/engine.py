@@ -17,21 +17,24 @@ from typing import Any
 
 import pymysql
 
-from nacento_sync import dberrors, magento, signals
+from nacento_sync import dberrors, journal, magento, rowsim, signals
 from nacento_sync.charset import fit_item
 from nacento_sync.codes import Code, Failure
 from nacento_sync.config import Config, StorageConfig
 from nacento_sync.etags import EtagFinder, Strategy
 from nacento_sync.failover import DatabaseGone, Reconnector, commit_took_effect
+from nacento_sync.journal import Snapshot
 from nacento_sync.magento import NOT_FOUND, Product, Schema, Writer
 from nacento_sync.models import Item, Rejection, sku_key
 from nacento_sync.pipeline import Pipeline
-from nacento_sync.plan import Mode, ProductPlan, ProductState, plan_product
+from nacento_sync.plan import Mode, ProductPlan, ProductState, RemoveEntry, plan_product
 from nacento_sync.purge import Purger
 from nacento_sync.report import ReportBuilder
 from nacento_sync.results import ImageStore, Outcome, StorageFailure
 
 log = logging.getLogger("nacento_sync")
+#: SKUs a replace-mode dry run lists with the images they would lose.
+WOULD_DELETE_SHOWN = 20
 
 
 @dataclass
@@ -79,6 +82,8 @@ class Counters:
     #: Database connections replaced after a loss (failover), and seconds spent without a database.
     reconnects: int = 0
     seconds_down: float = 0.0
+    #: A replace-mode dry run: the first SKUs that would lose images, with those images' paths.
+    would_delete: list[tuple[str, list[str]]] = field(default_factory=list)
 
 
 #: Called inside a batch's transaction, after its writes and before COMMIT, with the outcomes of the
@@ -111,11 +116,16 @@ class Engine:
     #: Replaces a lost connection and the batch is redone (the sync run's); None: a lost connection
     #: stops the run (the worker, which redoes a batch from its operations' statuses, passes none).
     failover: Reconnector | None = None
+    #: Where every written row goes (before and after) before each commit (`--journal`, replace mode).
+    journal: journal.JournalFile | None = None
 
     def __post_init__(self) -> None:
         self._reads: magento.Connection = self.lookup_conn or self.conn
         #: Set while COMMIT is in flight: the batch's states before it and its plans (see `_transaction`).
         self._committing: tuple[list[ProductState], list[tuple[Outcome, ProductPlan]]] | None = None
+        self._open_tx: int | None = None  # the journal's transaction not yet committed
+        #: The journal transaction of the last COMMIT sent: marked committed if a lost COMMIT took effect.
+        self._committing_tx: int | None = None
         if self.etags is None:
             self.etags = EtagFinder(self.storage, self.options.etag_strategy, folder_sizes=self._folder_sizes)
         if self.purger is None:
@@ -217,6 +227,12 @@ class Engine:
         errors: dict[int, Exception] = {}
         try:
             await self._transaction(writable, etags)
+        except OSError as e:  # the journal cannot be written: nothing of this batch is committed
+            await self._rollback()
+            assert self.journal is not None
+            self.counters.fatal = f"cannot write the journal {self.journal.path}: {e.strerror or e}"
+            self.stop_requested = True
+            errors = dict.fromkeys(range(len(writable)), e)
         except (pymysql.err.MySQLError, DatabaseGone) as e:
             await self._rollback()
             if dberrors.connection_lost(e):  # nothing of this batch was committed; stop the run (exit 3)
@@ -239,7 +255,8 @@ class Engine:
         for i, exc in errors.items():
             out = writable[i][0]
             log.error("SKU %r failed: %s", out.item.sku, exc)
-            out.failure = Failure(Code.TIMEOUT if dberrors.lock_wait_timeout(exc) else Code.DATABASE_ERROR, str(exc))
+            out.failure = Failure(Code.TIMEOUT if isinstance(exc, pymysql.err.MySQLError)
+                                  and dberrors.lock_wait_timeout(exc) else Code.DATABASE_ERROR, str(exc))
             out.warnings.append(str(out.failure))
         self.counters.skus += len(outcomes)
         return outcomes
@@ -307,25 +324,38 @@ class Engine:
             if took:  # the server committed before the connection dropped: report what it wrote
                 log.warning("the COMMIT in flight when the connection dropped had taken effect; nothing to redo")
                 await self.conn.rollback()
+                if self.journal is not None and self._committing_tx is not None:
+                    self.journal.committed(self._committing_tx)  # the server had committed it
                 plans, before = lost_plans, then
                 await self._after_commit(ready, present, plans, before)
                 return
             if took is None:
                 log.warning("cannot tell whether the COMMIT in flight when the connection dropped took effect "
                             "(the products changed meanwhile): writing what is left to do")
+        products = {p.link_id: (out.item.sku, p.entity_id) for out, p in ready if p.link_id in present}
+        if self.options.dry_run and self.options.mode == "replace":
+            self._note_deletions(plans, before)
         if self.options.dry_run:
+            if self.journal is not None:
+                await self._journal_dry_run(products, [op for _, plan in plans for op in plan.ops])
             await self.conn.rollback()
         else:
             async with self.conn.cursor() as cur:
+                rows = await self._rows_before(cur, products) if self.journal is not None else None
                 writer = Writer(cur, self.schema)
                 await writer.apply(op for _, plan in plans for op in plan.ops)
                 self.counters.statements += writer.statements
+                if rows is not None:
+                    await self._journal_written(cur, products, rows)
                 done = [replace(out, stats=plan.stats, changed=plan.writes) for out, plan in plans]
                 if self.before_commit:
                     await self.before_commit(cur, done)
-            self._committing = (before, plans)
+            tx, self._open_tx = self._open_tx, None  # a failed COMMIT's outcome is unknown: no rollback mark
+            self._committing, self._committing_tx = (before, plans), tx
             await self.conn.commit()
             self._committing = None
+            if self.journal is not None and tx is not None:
+                self.journal.committed(tx)
         await self._after_commit(ready, present, plans, before)
 
     async def _after_commit(self, ready: list[tuple[Outcome, Product]], present: set[int],
@@ -341,9 +371,45 @@ class Engine:
                                         for (out, plan), state in zip(plans, before, strict=True)])
         self.counters.cache_purged, self.counters.stale_images = self.purger.purged, self.purger.stale
 
+    async def _rows_before(self, cur, products: dict[int, tuple[str, int]]) -> tuple[Snapshot, set[int]]:
+        """The rows the batch may write, locked, before it writes (the journal's "before")."""
+        await magento.use_utc(cur)
+        return await magento.snapshot(cur, self.schema, sorted(products))
+
+    async def _journal_written(self, cur, products: dict[int, tuple[str, int]],
+                               rows: tuple[Snapshot, set[int]]) -> None:
+        """Read the rows back after the writes; journal (and fsync) the differences before COMMIT."""
+        assert self.journal is not None
+        link = self.schema.link
+        after, _ = await magento.snapshot(cur, self.schema, sorted(products), rows[1])
+        self._open_tx = self.journal.transaction(journal.batch_changes(rows[0], after, link, products))
+
+    async def _journal_dry_run(self, products: dict[int, tuple[str, int]], ops: list) -> None:
+        """A dry run's journal: the lines the run would write, computed from the rows it would change."""
+        assert self.journal is not None
+        link = self.schema.link
+        async with self.conn.cursor() as cur:
+            await magento.use_utc(cur)
+            current, _ = await magento.snapshot(cur, self.schema, sorted(products), lock=False)
+        after = rowsim.simulate(current, ops, link, self.schema.attribute_ids)
+        self.journal.transaction(rowsim.unknown_ids(journal.batch_changes(current, after, link, products)))
+
+    def _note_deletions(self, plans: list[tuple[Outcome, ProductPlan]], states: list[ProductState]) -> None:
+        """Keep the first SKUs a replace-mode dry run would take images from, with their paths."""
+        for (out, plan), state in zip(plans, states, strict=True):
+            if len(self.counters.would_delete) >= WOULD_DELETE_SHOWN:
+                return
+            paths = {entry.value_id: entry.value for entry in state.entries}
+            lost = [paths[op.value_id] for op in plan.ops if isinstance(op, RemoveEntry) and op.value_id in paths]
+            if lost:
+                self.counters.would_delete.append((out.item.sku, lost))
+
     async def _rollback(self) -> None:
         with contextlib.suppress(pymysql.err.MySQLError):
             await self.conn.rollback()
+        if self.journal is not None and self._open_tx is not None:
+            self.journal.rolled_back(self._open_tx)
+        self._open_tx = None
 
 
 
@@ -390,8 +456,11 @@ async def run_sync(
     *,
     handle_signals: bool = False,
     on_progress: Callable[[int], None] = lambda _n: None,
+    journal_file: journal.JournalFile | None = None,
+    request_id: str = "",
 ) -> tuple[signal.Signals | None, Counters]:
-    """Sync every record of a feed. Returns the signal that stopped the run (if any) and the counters."""
+    """Sync every record of a feed. Returns the signal that stopped the run (if any) and the counters.
+    With `journal_file`, every written row goes to it (its header first, once the schema is known)."""
     async with open_adapters(cfg) as (conn, schema, storage):
         failover = Reconnector(cfg.database) if cfg.database.retry_seconds > 0 else None
         if failover is not None:
@@ -401,7 +470,17 @@ async def run_sync(
             lookup_conn = await magento.connect(cfg.database)
         engine: Engine | None = None
         try:
-            engine = Engine(conn, schema, storage, options, lookup_conn=lookup_conn, failover=failover)
+            if journal_file is not None:
+                from nacento_sync import __version__
+
+                try:
+                    journal_file.header(request_id=request_id, mode=options.mode, dry_run=options.dry_run,
+                                        database=schema.database, table_prefix=schema.prefix,
+                                        link_field=schema.link, version=__version__)
+                except OSError as e:
+                    raise journal.JournalFileError(journal_file.path, f"cannot write: {e.strerror or e}") from None
+            engine = Engine(conn, schema, storage, options, lookup_conn=lookup_conn, failover=failover,
+                            journal=journal_file)
             pipeline = Pipeline(engine, builder, on_progress)
             received: list[signal.Signals] = []
             if handle_signals:

@@ -45,6 +45,7 @@ from nacento_sync.plan import (
 from nacento_sync.storeviews import StoreRow
 
 META_TABLE = "nacento_media_gallery_meta"
+VIDEO_TABLE = "catalog_product_entity_media_gallery_value_video"
 ATTRIBUTES = ("media_gallery", *MANAGED_ROLES, *ROLE_LABELS.values())
 #: Rows per multi-row statement: keeps packets well under max_allowed_packet.
 CHUNK = 1000
@@ -113,6 +114,9 @@ class Schema:
     narrow: dict[str, str] = field(default_factory=dict)
     #: The store views (`store.code` → `store_id`, store_id > 0), resolved once per run.
     views: dict[str, int] = field(default_factory=dict)
+    #: The video table exists (Magento_ProductVideo): its rows of a deleted entry are deleted explicitly.
+    has_video: bool = True
+    database: str = ""
 
     def __post_init__(self) -> None:
         self.attribute_codes = {v: k for k, v in self.attribute_ids.items()}
@@ -337,12 +341,15 @@ async def detect_schema(conn, prefix: str) -> Schema:
         await cur.execute("SELECT @@innodb_autoinc_lock_mode, @@auto_increment_increment")
         lock_mode, step = await cur.fetchone()
         has_meta = await _table_exists(cur, f"{prefix}{META_TABLE}")
+        has_video = await _table_exists(cur, f"{prefix}{VIDEO_TABLE}")
+        await cur.execute("SELECT DATABASE()")
+        database = str((await cur.fetchone())[0] or "")
         narrow = await _narrow_columns(cur, prefix)
         await cur.execute(f"SELECT code, store_id FROM `{prefix}store` WHERE store_id > 0 ORDER BY store_id")
         views = {str(code): int(store_id) for code, store_id in await cur.fetchall() if code}
     await conn.rollback()
     return Schema(prefix, link, ids, collation, charset, version, returning, int(lock_mode) <= 1, int(step),
-                  has_meta, narrow=narrow, views=views)
+                  has_meta, narrow=narrow, views=views, has_video=has_video, database=database)
 
 
 #: The columns whose character set decides what text can be written: (table, column) → charset.COLUMN.
@@ -631,16 +638,22 @@ class Writer:
 
         # 1. Deletions, children first: a foreign-key cascade fires no trigger, so Magento's
         #    changelogs would not see it.
+        #    Rows a cascade would remove (meta, value, link, video rows) are deleted explicitly too, so the
+        #    journal and the changelogs see every one of them.
+        meta_table = t(META_TABLE)
         surplus = [rid for op in by[DeleteValueRows] for rid in op.record_ids]
+        await self._delete_in(meta_table, "record_id", surplus)
         await self._delete_in(value, "record_id", surplus)
         removals = by[RemoveEntry]
         pairs = [(op.value_id, op.link_id) for op in removals]
         for chunk in _chunks(pairs):
             cond = ", ".join(["(%s, %s)"] * len(chunk))
             flat = [x for p in chunk for x in p]
+            await self.execute(f"DELETE FROM {meta_table} WHERE record_id IN (SELECT record_id FROM {value} "
+                               f"WHERE (value_id, {L}) IN ({cond}))", flat)
             await self.execute(f"DELETE FROM {value} WHERE (value_id, {L}) IN ({cond})", flat)
             await self.execute(f"DELETE FROM {to_entity} WHERE (value_id, {L}) IN ({cond})", flat)
-        await self._delete_in(gallery, "value_id", [op.value_id for op in removals if op.delete_gallery_row])
+        await self._delete_entries([op.value_id for op in removals if op.delete_gallery_row])
         # A row shared by products of this batch was planned as shared for each of them (each saw the
         # others' links): once its last link is gone it is deleted here, children first, so the end
         # state is the same whichever way SKUs fall into batches and no row is left linked to nothing.
@@ -648,6 +661,10 @@ class Writer:
         for chunk in _chunks(unlinked):
             orphan = (f"value_id IN ({_ph(len(chunk))}) AND value_id NOT IN "
                       f"(SELECT value_id FROM {to_entity} WHERE value_id IN ({_ph(len(chunk))}))")
+            await self.execute(f"DELETE FROM {meta_table} WHERE record_id IN (SELECT record_id FROM {value} "
+                               f"WHERE {orphan})", [*chunk, *chunk])
+            if s.has_video:
+                await self.execute(f"DELETE FROM {t(VIDEO_TABLE)} WHERE {orphan}", [*chunk, *chunk])
             await self.execute(f"DELETE FROM {value} WHERE {orphan}", [*chunk, *chunk])
             await self.execute(f"DELETE FROM {gallery} WHERE {orphan}", [*chunk, *chunk])
 
@@ -716,6 +733,21 @@ class Writer:
                 [x for row in chunk for x in row],
             )
 
+    async def _delete_entries(self, value_ids: list[int]) -> None:
+        """Delete gallery rows with every row that references them, children first."""
+        t = self.schema.t
+        value = t("catalog_product_entity_media_gallery_value")
+        for chunk in _chunks(value_ids):
+            await self.execute(f"DELETE FROM {t(META_TABLE)} WHERE record_id IN (SELECT record_id FROM {value} "
+                               f"WHERE value_id IN ({_ph(len(chunk))}))", chunk)
+            if self.schema.has_video:
+                await self.execute(f"DELETE FROM {t(VIDEO_TABLE)} WHERE value_id IN ({_ph(len(chunk))})", chunk)
+            await self.execute(f"DELETE FROM {value} WHERE value_id IN ({_ph(len(chunk))})", chunk)
+            await self.execute(f"DELETE FROM {t('catalog_product_entity_media_gallery_value_to_entity')} "
+                               f"WHERE value_id IN ({_ph(len(chunk))})", chunk)
+            await self.execute(f"DELETE FROM {t('catalog_product_entity_media_gallery')} "
+                               f"WHERE value_id IN ({_ph(len(chunk))})", chunk)
+
     async def _delete_in(self, table: str, col: str, ids: list[int]) -> None:
         for chunk in _chunks(ids):
             await self.execute(f"DELETE FROM {table} WHERE {col} IN ({_ph(len(chunk))})", chunk)
@@ -762,3 +794,70 @@ class Writer:
 
 def _db(v):
     return int(v) if isinstance(v, bool) else v
+
+
+# ---------------------------------------------------------------- the journal's reads
+
+
+async def _rows(cur, sql: str, args: Sequence) -> list[dict[str, Any]]:
+    await cur.execute(sql, list(args))
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in await cur.fetchall()]
+
+
+async def use_utc(cur) -> None:
+    """Read and write TIMESTAMP columns in UTC on this session (the journal's timestamps are UTC). Harmless
+    to the tool's other statements: they write TIMESTAMP columns with CURRENT_TIMESTAMP only."""
+    await cur.execute("SET time_zone = '+00:00'")
+
+
+async def snapshot(cur, schema: Schema, link_ids: Sequence[int], value_ids: Iterable[int] = (),
+                   lock: bool = True, linked: bool = False) -> tuple[dict[str, dict[tuple, dict[str, Any]]], set[int]]:
+    """Every row, every column, the tool may write for these products: their links, the gallery rows
+    linked (plus `value_ids`), those rows' value, video and meta rows, and the products' role and label
+    values. A constant number of statements per batch (chunked by CHUNK ids); `FOR UPDATE` reads the
+    latest rows and keeps them until COMMIT. Returns the rows by table and key, and the gallery ids.
+    `linked`: also every link of those gallery rows (of any product)."""
+    from nacento_sync import journal
+
+    L, t = schema.link, schema.t
+    links = list(link_ids)
+    tail = " FOR UPDATE" if lock else ""
+    rows: dict[str, dict[tuple, dict[str, Any]]] = {name: {} for name in journal.CHILDREN_FIRST}
+
+    def keep(table: str, found: list[dict[str, Any]]) -> None:
+        cols = journal.key_columns(table, L)
+        for row in found:
+            rows[table][tuple(row[c] for c in cols)] = row
+
+    if not links:
+        return rows, set(value_ids)
+    keep(journal.TO_ENTITY, await _rows(
+        cur, f"SELECT * FROM {t(journal.TO_ENTITY)} WHERE {L} IN ({_ph(len(links))}){tail}", links))
+    ids = sorted({k[0] for k in rows[journal.TO_ENTITY]} | set(value_ids))
+    for chunk in _chunks(ids if linked else []):  # `undo`: links of other products to these rows too
+        keep(journal.TO_ENTITY, await _rows(
+            cur, f"SELECT * FROM {t(journal.TO_ENTITY)} WHERE value_id IN ({_ph(len(chunk))}){tail}", chunk))
+    for chunk in _chunks(ids):
+        keep(journal.GALLERY, await _rows(
+            cur, f"SELECT * FROM {t(journal.GALLERY)} WHERE value_id IN ({_ph(len(chunk))}){tail}", chunk))
+        if schema.has_video:
+            keep(journal.VIDEO, await _rows(
+                cur, f"SELECT * FROM {t(journal.VIDEO)} WHERE value_id IN ({_ph(len(chunk))}){tail}", chunk))
+    # The value rows of these products, and of the gallery rows (an orphan's rows of other products).
+    keep(journal.VALUE, await _rows(
+        cur, f"SELECT * FROM {t(journal.VALUE)} WHERE {L} IN ({_ph(len(links))}){tail}", links))
+    for chunk in _chunks(ids):
+        keep(journal.VALUE, await _rows(
+            cur, f"SELECT * FROM {t(journal.VALUE)} WHERE value_id IN ({_ph(len(chunk))}) "
+                 f"AND {L} NOT IN ({_ph(len(links))}){tail}", [*chunk, *links]))
+    record_ids = sorted(k[0] for k in rows[journal.VALUE])
+    if schema.has_meta:
+        for chunk in _chunks(record_ids):
+            keep(journal.META, await _rows(
+                cur, f"SELECT * FROM {t(META_TABLE)} WHERE record_id IN ({_ph(len(chunk))}){tail}", chunk))
+    attr_ids = [schema.attribute_ids[c] for c in (*MANAGED_ROLES, *ROLE_LABELS.values()) if c in schema.attribute_ids]
+    keep(journal.VARCHAR, await _rows(
+        cur, f"SELECT * FROM {t(journal.VARCHAR)} WHERE {L} IN ({_ph(len(links))}) "
+             f"AND attribute_id IN ({_ph(len(attr_ids))}){tail}", [*links, *attr_ids]))
+    return rows, set(ids)

@@ -127,6 +127,8 @@ class Report(BaseModel):
     dry_run: bool = False
     #: The nacento-sync version that wrote the report.
     version: str = __version__
+    #: The change journal of the run (README, "Change journal"), if one was written.
+    journal: str | None = None
     results: list[SkuResult] = Field(default_factory=list)
     rejected: list[RejectedRecord] = Field(default_factory=list)
     stats: Stats = Field(default_factory=Stats)
@@ -234,7 +236,8 @@ class ReportBuilder:
             out.write(("\n" if first else ",\n") + (line or to_json(result.model_dump(mode="json"))))
 
         out.write("{" + f'"request_id": {to_json(r.request_id)}, "mode": {to_json(r.mode)}, '
-                  f'"dry_run": {to_json(r.dry_run)}, "version": {to_json(r.version)},\n"results": [')
+                  f'"dry_run": {to_json(r.dry_run)}, "version": {to_json(r.version)}, '
+                  f'"journal": {to_json(r.journal)},\n"results": [')
         first = True
         self._results.seek(0)
         for line in self._results:
@@ -371,6 +374,7 @@ def render(report: Report, console: Console, limit: int = 50, command: str = "sy
     summary.add_column(justify="right")
     rows: list[tuple[str, Any, str | None]] = [
         ("request_id", report.request_id or "-", None),
+        *([("journal", report.journal, None)] if report.journal else []),
         ("SKUs seen", st.skus_seen, None),
         ("ok", st.ok, None),
         ("error", st.error, "red" if st.error else None),

@@ -133,3 +133,7 @@ def restricted_user(db_params: dict[str, Any]) -> Iterator[Callable[..., dict[st
     users = RestrictedUsers(db_params)
     yield users.create
     users.drop_all()
+@pytest.fixture(autouse=True)
+def _journal_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace-mode runs journal to $XDG_STATE_HOME/nacento-sync/journal: a fresh directory per test."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))

@@ -13,7 +13,7 @@ ADAPTER_MODULES = ("nacento_sync.storage", "nacento_sync.filestore", "nacento_sy
 CORE = ("nacento_sync.models", "nacento_sync.paths", "nacento_sync.plan", "nacento_sync.storeviews",
         "nacento_sync.charset", "nacento_sync.purge", "nacento_sync.codes", "nacento_sync.results",
         "nacento_sync.etags", "nacento_sync.asyncmode.decisions", "nacento_sync.doctor", "nacento_sync.grants",
-        "nacento_sync.retry")
+        "nacento_sync.retry", "nacento_sync.journal", "nacento_sync.undo", "nacento_sync.rowsim")
 
 
 def _imported_after(code: str, whole: bool = False) -> set[str]:

@@ -13,7 +13,7 @@ import math
 import time
 from typing import Any
 
-from nacento_sync import dberrors, magento
+from nacento_sync import __version__, dberrors, journal, magento
 from nacento_sync.asyncmode import bulk
 from nacento_sync.asyncmode.batcher import Held, sub_batches
 from nacento_sync.asyncmode.decisions import (
@@ -61,6 +61,7 @@ class BatchProcessor:
         #: The ETag finder kept across batches, and when (wall clock) it was created: see `_finder`.
         self._etags: tuple[EtagFinder | None, float] = (None, 0.0)
         self._sizes_at = 0.0
+        self._pruned_at = -3600.0
 
     async def process(self, batch: list[Held]) -> None:
         await self.session.redeclare_if_needed()
@@ -133,9 +134,16 @@ class BatchProcessor:
                           etag_strategy=self.cfg.sync.etag_strategy,
                           purge_cache=self.cfg.sync.purge_cache)
         finder = self._finder(group, options)
+        out = self._journal(group) if options.mode == "replace" else None
         engine = Engine(self.db, self.schema, self.storage, options, before_commit=before_commit,
-                        etags=finder)
-        outcomes = await engine.sync_batch([h.desired for h in group])
+                        etags=finder, journal=out)
+        try:
+            outcomes = await engine.sync_batch([h.desired for h in group])
+        finally:
+            if out is not None:
+                out.close()
+                if out.rows == 0:  # a batch that changed nothing leaves no file behind
+                    out.path.unlink(missing_ok=True)
         if engine.counters.fatal:  # the database went away: nothing of this batch was committed; redo it
             raise ConnectionError(engine.counters.fatal)
         again, decided = [], []
@@ -163,6 +171,24 @@ class BatchProcessor:
             finder = EtagFinder(self.storage, options.etag_strategy, folder_sizes=self._folder_sizes)
             self._etags = (finder, time.time())
         return finder
+    def _journal(self, group: list[Held]) -> journal.JournalFile:
+        """A replace-mode batch's own journal in `sync.journal_dir` (pruned at most hourly). Raises
+        `JournalFileError` when it cannot be written: the batch is then retried, never run unjournaled."""
+        directory = journal.default_dir(self.cfg.sync.journal_dir)
+        if time.monotonic() - self._pruned_at > 3600:
+            journal.prune(directory, self.cfg.sync.journal_keep_days)
+            self._pruned_at = time.monotonic()
+        bulks = sorted({h.env.bulk_uuid for h in group})
+        request_id = f"worker-{bulks[0]}" + (f"+{len(bulks) - 1}" if len(bulks) > 1 else "")
+        out = journal.create_default(directory, request_id)
+        try:
+            out.header(request_id=request_id, mode="replace", dry_run=False, database=self.schema.database,
+                       table_prefix=self.schema.prefix, link_field=self.schema.link, version=__version__,
+                       command="worker")
+        except OSError as e:
+            out.close()
+            raise journal.JournalFileError(out.path, f"cannot write: {e.strerror or e}") from None
+        return out
 
     async def _unexpected(self, todo: list[Held], exc: Exception) -> None:
         """A bug or an unforeseen failure: retried like any retriable error, so nothing is lost."""

@@ -47,6 +47,11 @@ from nacento_sync.report import Report, render
 if TYPE_CHECKING:
     from nacento_sync import SyncResult
 
+JournalOpt = Annotated[Path | None, typer.Option(
+    "--journal", metavar="FILE", show_default=False,
+    help="Write every row the run changes (before and after) to FILE, one JSON line each, for reading or "
+    "`undo`; with --dry-run, the rows it would change. Replace mode journals to sync.journal_dir without it.")]
+
 
 @app.command(cls=PlainCommand)
 def sync(
@@ -75,6 +80,7 @@ def sync(
     allow_empty: Annotated[bool, typer.Option("--allow-empty", help="In replace mode, let an item with an empty "
                                               "image list delete all of its product's images.")] = False,
     purge_cache: PurgeOpt = False,
+    journal_file: JournalOpt = None,
 ) -> None:
     """Sync every SKU of one or more PIM exports.
 
@@ -90,7 +96,8 @@ def sync(
         error(err, e)
         raise typer.Exit(EXIT_USAGE) from None
     code = _run(cfg, feed, dry_run=dry_run, allow_empty=allow_empty, json_out=json_out, report_file=report_file,
-                request_id=request_id, total=feed.total_bytes(), done=feed.bytes_read, command="sync")
+                request_id=request_id, total=feed.total_bytes(), done=feed.bytes_read, command="sync",
+                journal_file=journal_file)
     raise typer.Exit(code)
 
 
@@ -109,6 +116,7 @@ def sku(
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
     purge_cache: PurgeOpt = False,
+    journal_file: JournalOpt = None,
 ) -> None:
     """Sync one SKU's gallery (what a PIM's save hook calls per product).
 
@@ -135,13 +143,13 @@ def sku(
                                                 "purge_cache": purge_cache or None})
     record = parse_record({"sku": sku, "images": entries, **extra}, source, 1)
     code = _run(cfg, [record], dry_run=dry_run, allow_empty=False, json_out=json_out, report_file=None,
-                request_id=None, command="sku")
+                request_id=None, command="sku", journal_file=journal_file)
     raise typer.Exit(code)
 
 
 def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, allow_empty: bool, json_out: bool,
          report_file: Path | None, request_id: str | None, total: int | None = None,
-         done: Callable[[], int] = lambda: 0, command: str) -> int:
+         done: Callable[[], int] = lambda: 0, command: str, journal_file: Path | None = None) -> int:
     """Call the library's `sync` under a progress bar, then render its result; returns the exit code.
 
     The report is written (and the exit code decided) by the library before anything is rendered: a
@@ -162,7 +170,8 @@ def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, all
 
         try:
             result = sync(cfg, records, options, report_file=report_file, json_out=sys.stdout if json_out else None,
-                          request_id=request_id, on_progress=advance, handle_signals=True)
+                          request_id=request_id, on_progress=advance, handle_signals=True,
+                          journal_file=journal_file)
         except AccessError as e:
             error(err, e)
             raise typer.Exit(EXIT_ACCESS) from None
@@ -192,6 +201,10 @@ def _explain(result: SyncResult, cfg: Config, json_out: bool, command: str) -> N
             say(out, one_line(result.report, command))
         else:
             _render(result.report, command)
+    if result.would_delete and not json_out and not Mode.quiet:
+        say(out, "would delete (dry run, replace mode; first SKUs):")
+        for sku_name, paths in result.would_delete:
+            say(out, f"  {plain(sku_name)}: " + ", ".join(plain(p) for p in paths))
     if result.stale_images and not cfg.sync.purge_cache:
         say(err, f"{result.stale_images} image(s) changed bytes or were deleted: their resized copies "
                  "(media/catalog/product/cache/) may be stale; re-run with --purge-cache to delete them")
@@ -216,7 +229,8 @@ def one_line(report: Report, command: str) -> str:
             f"{st.skus_seen} SKUs, {st.ok} ok, {st.error} failed, {st.rejected} rejected records; images "
             f"{st.inserted} inserted, {st.updated_value} updated_value, {st.updated_meta} updated_meta, "
             f"{st.skipped_no_change} skipped_no_change, {st.deleted} deleted, {st.missing} missing; "
-            f"{len(report.changed_product_ids)} products changed")
+            f"{len(report.changed_product_ids)} products changed"
+            + (f"; journal {plain(report.journal)}" if report.journal else ""))
 
 
 def _render(report: Report, command: str) -> None:
