@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from magento_schema import create_magento_store  # noqa: E402
-from run import console, db_params, gallery_read, image_path, run_scenario  # noqa: E402
+from run import console, db_params, gallery_read, image_path, run_scenario, stages_line  # noqa: E402
 
 from nacento_sync.config import load_config  # noqa: E402
 from nacento_sync.hashcache import SETTLE_NS  # noqa: E402
@@ -167,7 +167,8 @@ def report(args, g: dict, results: list[dict], stat_seconds: float, read_seconds
         "size": {"skus": args.skus, "images_per_sku": args.images, "images": g["images"], "missing": g["missing"],
                  "file_kib": args.file_kib},
         "scenarios": [{k: r[k] for k in ("scenario", "seconds", "images", "images_per_s", "requests",
-                                         "sql_statements", "peak_rss_mb", "stats")} for r in results],
+                                         "sql_statements", "peak_rss_mb", "stats", "stage_seconds")}
+                      for r in results],
         "floor": {"stat_seconds": round(stat_seconds, 3), "gallery_read_seconds": round(read_seconds, 3),
                   "seconds": round(floor, 3)},
         "nochange_vs_floor": round(nochange["seconds"] / floor, 2),
@@ -187,6 +188,7 @@ def print_summary(s: dict) -> None:
         print(f"  {r['scenario']:<9} {r['seconds']:8.2f} s  {r['images_per_s']:9.0f} images/s  "
               f"STAT {req.get('STAT', 0)}  READ {req.get('READ', 0)}  SQL {r['sql_statements']}  "
               f"peak RSS {r['peak_rss_mb']:.0f} MB")
+        print(f"            stages: {stages_line(r['stage_seconds'])}")
     f = s["floor"]
     print(f"  floor     {f['seconds']:8.2f} s  (one stat per file {f['stat_seconds']:.2f} s + gallery read "
           f"{f['gallery_read_seconds']:.2f} s)")

@@ -203,6 +203,7 @@ def run_scenario(name: str, config: Path, feed: Path, out: Path, *extra: str) ->
             "requests": requests,
             "sql_statements": questions() - q0 - 1, "sql_write_statements": figures["sql_write_statements"],
             "peak_rss_mb": round(maxrss_kb / 1024, 1), "exit_code": code,
+            "stage_seconds": figures.get("stage_seconds", {}),
             "stats": {k: st[k] for k in ("skus_seen", "ok", "error", "inserted", "updated_value", "updated_meta",
                                          "skipped_no_change", "deleted", "missing")},
             "rows_written": st["inserted"] * 4 + st["updated_value"] + st["updated_meta"] + st["deleted"] * 3}
@@ -377,6 +378,11 @@ def sync_part(args, g: dict) -> dict:
     }
 
 
+def stages_line(stages: dict[str, float]) -> str:
+    """`read 1.20  plan 0.80 …`: where a scenario's time went (`SyncResult.stage_seconds`)."""
+    return "  ".join(f"{k} {v:.2f}" for k, v in stages.items()) or "(not measured)"
+
+
 def print_table(s: dict) -> None:
     out = Console(width=None if sys.stdout.isatty() else 150)
     t = Table(title=f"nacento-sync bench: {s['size']['skus']} SKUs x {s['size']['images_per_sku']} images "
@@ -389,6 +395,8 @@ def print_table(s: dict) -> None:
                   str(r["s3_list"]), f"{r['s3_per_image']:.4f}", str(r["sql_statements"]), f"{r['peak_rss_mb']:.0f}",
                   f"{r['floor_seconds']:.2f}", f"{r['vs_floor']:.2f}", f"{r['speedup_vs_baseline']}")
     out.print(t)
+    for r in s["scenarios"]:
+        out.print(f"  {r['scenario']} stages: {stages_line(r.get('stage_seconds', {}))}")
     b = s["baseline"]
     out.print(f"baseline (original module's algorithm, {b['images']} images): {b['cold_per_image_ms']:.2f} ms/image "
               f"cold, {b['nochange_per_image_ms']:.2f} ms/image re-run, {b['s3_requests_per_image']} S3 requests and "

@@ -29,7 +29,7 @@ def main() -> int:
     result = sync(config, Feed([str(args.export)]), options, report_file=args.report)
     print(json.dumps({"status": result.status, "seconds": result.seconds, "batches": result.batches,
                       "s3_requests": result.s3_requests, "sql_write_statements": result.sql_write_statements,
-                      "report_error": result.report_error}))
+                      "report_error": result.report_error, "stage_seconds": result.stage_seconds}))
     return 0 if result.status in ("ok", "failed") else 1
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal, TextIO
 
 from nacento_sync import journal
 from nacento_sync.config import Config
-from nacento_sync.engine import Options, run_sync
+from nacento_sync.engine import STAGES, Options, run_sync
 from nacento_sync.errors import UsageError
 from nacento_sync.models import Item, Rejection
 from nacento_sync.report import Report, ReportBuilder, partial_path, report_path_problem, write_report
@@ -78,6 +78,9 @@ class SyncResult:
     journal: Path | None = None
     #: A replace-mode dry run: the first SKUs that would lose images, and those images' paths.
     would_delete: list[tuple[str, list[str]]] = field(default_factory=list)
+    #: Wall seconds per stage of the engine (`engine.STAGES`: feed, products, storage, lock, read, plan, write,
+    #: commit, purge), summed over batches; the look-up stages overlap the transactions.
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def nothing_found(self) -> bool:
@@ -177,7 +180,9 @@ def _sync(config: Config, records: Iterable[Item | Rejection], options: Options,
     result = SyncResult(None, round(time.monotonic() - started, 3), counters.batches,
                         dict(counters.s3_requests), counters.statements, counters.cache_purged,
                         counters.stale_images, counters.looked_up, counters.found, interrupted, counters.fatal,
-                        reconnects=counters.reconnects, seconds_reconnecting=counters.seconds_down)
+                        reconnects=counters.reconnects, seconds_reconnecting=counters.seconds_down,
+                        stage_seconds={k: round(counters.stage_seconds[k], 3) for k in STAGES
+                                       if k in counters.stage_seconds})
     builder.summary.request_id = _request_id(request_id, records)
     result.journal = journal_out.path if journal_out is not None else None
     result.would_delete = list(counters.would_delete)
@@ -185,7 +190,8 @@ def _sync(config: Config, records: Iterable[Item | Rejection], options: Options,
     builder.summary.run = {"seconds": result.seconds, "batches": result.batches,
                            "s3_requests": result.s3_requests, "sql_write_statements": result.sql_write_statements,
                            "cache_purged": result.cache_purged, "stale_images": result.stale_images,
-                           "reconnects": result.reconnects, "seconds_reconnecting": result.seconds_reconnecting}
+                           "reconnects": result.reconnects, "seconds_reconnecting": result.seconds_reconnecting,
+                           "stage_seconds": result.stage_seconds}
     stream_name = "stdout" if json_out is sys.stdout else str(getattr(json_out, "name", "the JSON stream"))
     result.report, result.report_error = write_report(builder, report_file, json_out, stream_name)
     return result

@@ -22,6 +22,8 @@ WIDE_CHARSETS = frozenset({"utf8mb4", "utf16", "utf16le", "utf32", "ucs4"})
 
 def first_unstorable(text: str) -> str | None:
     """`U+1F600` for the first character a 3-byte UTF-8 column cannot hold, else None."""
+    if text.isascii():  # the usual case, in C: no character beyond U+007F
+        return None
     return next((f"U+{ord(c):04X}" for c in text if ord(c) > 0xFFFF), None)
 
 
@@ -30,10 +32,18 @@ def _why(field: str, text: str, charset: str) -> str | None:
     return f"{field}: {code} cannot be stored: the column is {charset}" if code else None
 
 
+def _all_ascii(item: Item) -> bool:
+    """Every text `fit_item` checks is ASCII, so every column can hold it (the usual item: no per-field work)."""
+    return item.sku.isascii() and all(
+        image.path.isascii() and (image.label or "").isascii()
+        and all((given.label or "").isascii() for _, given in image.stores)
+        for image in item.images)
+
+
 def fit_item(item: Item, narrow: Mapping[str, str]) -> Item | Rejection:
     """The item as the store's columns can hold it. `narrow` maps a column (SKU, PATH, LABEL,
     ROLE_VALUE) to its character set when that set cannot hold 4-byte characters."""
-    if not narrow:
+    if not narrow or _all_ascii(item):
         return item
     problem = SKU in narrow and _why("sku", item.sku, narrow[SKU])
     for i, image in enumerate(item.images):

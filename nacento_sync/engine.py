@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -84,6 +85,25 @@ class Counters:
     seconds_down: float = 0.0
     #: A replace-mode dry run: the first SKUs that would lose images, with those images' paths.
     would_delete: list[tuple[str, list[str]]] = field(default_factory=list)
+    #: Wall seconds spent in each stage (STAGES), summed over batches: where a run's time goes. The look-up
+    #: stages (feed, products, storage) overlap the previous batch's transaction, so the sum can exceed the run.
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Add the time spent in the block to `stage_seconds[stage]` (two perf_counter calls: cheap)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - started)
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+
+
+#: The stages `Counters.stage_seconds` names, in the order a batch goes through them.
+STAGES = ("feed", "products", "storage", "lock", "read", "plan", "write", "commit", "purge")
 
 
 #: Called inside a batch's transaction, after its writes and before COMMIT, with the outcomes of the
@@ -178,7 +198,8 @@ class Engine:
             return _Batch([Outcome(item, failure=Failure(Code.DATABASE_ERROR, str(e))) for item in items], [], {})
 
     async def _lookup(self, items: list[Item], early: dict[str, list[str]]) -> _Batch:
-        found = await self._read(lambda conn: magento.find_products(conn, self.schema, [i.sku for i in items]))
+        with self.counters.timed("products"):
+            found = await self._read(lambda conn: magento.find_products(conn, self.schema, [i.sku for i in items]))
         outcomes = [Outcome(item, warnings=[*early.get(sku_key(item.sku), []), *item.warnings]) for item in items]
         ready: list[tuple[Outcome, Product]] = []
         by_entity: dict[int, int] = {}
@@ -207,7 +228,8 @@ class Engine:
             ready.append((out, product))
 
         assert self.etags is not None
-        etags = await self.etags.etags(im.path for out, _ in ready for im in out.item.images)
+        with self.counters.timed("storage"):
+            etags = await self.etags.etags(im.path for out, _ in ready for im in out.item.images)
         self.counters.looked_up += len(etags)
         self.counters.found += sum(1 for v in etags.values() if isinstance(v, str))
         writable = []
@@ -303,21 +325,25 @@ class Engine:
         if not ready:
             return
         links = sorted(p.link_id for _, p in ready)
+        timed = self.counters.timed
         if self.options.dry_run:
             present = set(links)
         else:
-            present = await magento.lock_products(self.conn, self.schema, links)
-        states = await magento.read_states(self.conn, self.schema, sorted(present))
+            with timed("lock"):
+                present = await magento.lock_products(self.conn, self.schema, links)
+        with timed("read"):
+            states = await magento.read_states(self.conn, self.schema, sorted(present))
         plans: list[tuple[Outcome, ProductPlan]] = []
         before: list[ProductState] = []
-        for out, product in ready:
-            if product.link_id not in present:  # deleted between the look-up and the lock
-                continue
-            item_etags = {im.path: etags[im.path] for im in out.item.images}
-            plan = plan_product(out.item, states[product.link_id], item_etags, self.options.mode,
-                                self.options.allow_empty, object_key=self.storage.key, views=self.schema.views)
-            plans.append((out, plan))
-            before.append(states[product.link_id])
+        with timed("plan"):
+            for out, product in ready:
+                if product.link_id not in present:  # deleted between the look-up and the lock
+                    continue
+                item_etags = {im.path: etags[im.path] for im in out.item.images}
+                plan = plan_product(out.item, states[product.link_id], item_etags, self.options.mode,
+                                    self.options.allow_empty, object_key=self.storage.key, views=self.schema.views)
+                plans.append((out, plan))
+                before.append(states[product.link_id])
         if lost_commit is not None:
             then, lost_plans = lost_commit
             took = commit_took_effect(then, [states.get(s.link_id) for s in then], [p for _, p in plans])
@@ -340,19 +366,21 @@ class Engine:
                 await self._journal_dry_run(products, [op for _, plan in plans for op in plan.ops])
             await self.conn.rollback()
         else:
-            async with self.conn.cursor() as cur:
-                rows = await self._rows_before(cur, products) if self.journal is not None else None
-                writer = Writer(cur, self.schema)
-                await writer.apply(op for _, plan in plans for op in plan.ops)
-                self.counters.statements += writer.statements
-                if rows is not None:
-                    await self._journal_written(cur, products, rows)
-                done = [replace(out, stats=plan.stats, changed=plan.writes) for out, plan in plans]
-                if self.before_commit:
-                    await self.before_commit(cur, done)
+            with timed("write"):
+                async with self.conn.cursor() as cur:
+                    rows = await self._rows_before(cur, products) if self.journal is not None else None
+                    writer = Writer(cur, self.schema)
+                    await writer.apply(op for _, plan in plans for op in plan.ops)
+                    self.counters.statements += writer.statements
+                    if rows is not None:
+                        await self._journal_written(cur, products, rows)
+                    done = [replace(out, stats=plan.stats, changed=plan.writes) for out, plan in plans]
+                    if self.before_commit:
+                        await self.before_commit(cur, done)
             tx, self._open_tx = self._open_tx, None  # a failed COMMIT's outcome is unknown: no rollback mark
             self._committing, self._committing_tx = (before, plans), tx
-            await self.conn.commit()
+            with timed("commit"):
+                await self.conn.commit()
             self._committing = None
             if self.journal is not None and tx is not None:
                 self.journal.committed(tx)
@@ -367,8 +395,9 @@ class Engine:
         for out, plan in plans:  # a dry run reports the products that would change, as the real run does
             out.stats, out.changed = plan.stats, plan.writes
         assert self.purger is not None
-        await self.purger.after_commit([(out.warnings, state, plan.ops)
-                                        for (out, plan), state in zip(plans, before, strict=True)])
+        with self.counters.timed("purge"):
+            await self.purger.after_commit([(out.warnings, state, plan.ops)
+                                            for (out, plan), state in zip(plans, before, strict=True)])
         self.counters.cache_purged, self.counters.stale_images = self.purger.purged, self.purger.stale
 
     async def _rows_before(self, cur, products: dict[int, tuple[str, int]]) -> tuple[Snapshot, set[int]]:

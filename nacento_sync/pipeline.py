@@ -11,6 +11,7 @@ import asyncio
 import bisect
 import hashlib
 import itertools
+import time
 from array import array
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING
@@ -94,7 +95,13 @@ class Pipeline:
         it = iter(records)
         batch: dict[str, Item] = {}
         early: dict[str, list[str]] = {}
-        while chunk := await asyncio.to_thread(lambda: list(itertools.islice(it, self.engine.options.batch_size))):
+        timed, add = self.engine.counters.timed, self.engine.counters.add
+        while True:
+            with timed("feed"):
+                chunk = await asyncio.to_thread(lambda: list(itertools.islice(it, self.engine.options.batch_size)))
+            if not chunk:
+                break
+            started = time.perf_counter()
             for record in chunk:
                 rec = record if isinstance(record, Rejection) else fit_item(record, self.engine.schema.narrow)
                 if isinstance(rec, Rejection):
@@ -114,8 +121,11 @@ class Pipeline:
                 self._seen.add(key)
                 batch[key] = rec
                 if len(batch) >= self.engine.options.batch_size:
+                    add("feed", time.perf_counter() - started)  # the consumer's time is not the feed's
                     yield list(batch.values()), early
+                    started = time.perf_counter()
                     batch, early = {}, {}
+            add("feed", time.perf_counter() - started)
         if batch:
             yield list(batch.values()), early
 
