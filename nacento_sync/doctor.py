@@ -7,7 +7,7 @@ fails, is information or passes is made by a function of this module. No I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,27 +89,8 @@ _IDENT = re.compile(r"`((?:[^`]|``)*)`|\"((?:[^\"]|\"\")*)\"|([A-Za-z0-9_$\\%]+)
 _ROUTINES = ("FUNCTION ", "PROCEDURE ", "PACKAGE ")
 
 
-def _split_top(text: str, sep: str) -> list[str]:
-    """`text` split at the character `sep` outside parentheses and quotes."""
-    parts, depth, quote, start = [], 0, "", 0
-    for i, char in enumerate(text):
-        if quote:
-            quote = "" if char == quote else quote
-        elif char in "`'\"":
-            quote = char
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif depth == 0 and char == sep:
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    return parts
-
-
-def _find_on(text: str) -> int:
-    """Where the ` ON ` keyword between the privileges and the object is, outside quotes; -1 if none."""
+def _outside(text: str) -> Iterator[int]:
+    """The indices of `text` outside quotes and parentheses (a grant's object names may hold either)."""
     depth, quote = 0, ""
     for i, char in enumerate(text):
         if quote:
@@ -120,9 +101,24 @@ def _find_on(text: str) -> int:
             depth += 1
         elif char == ")":
             depth -= 1
-        elif depth == 0 and text[i:i + 4].upper() == " ON ":
-            return i
-    return -1
+        elif depth == 0:
+            yield i
+
+
+def _split_top(text: str, sep: str) -> list[str]:
+    """`text` split at the character `sep` outside parentheses and quotes."""
+    parts, start = [], 0
+    for i in _outside(text):
+        if text[i] == sep:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+def _find_on(text: str) -> int:
+    """Where the ` ON ` keyword between the privileges and the object is, outside quotes; -1 if none."""
+    return next((i for i in _outside(text) if text[i:i + 4].upper() == " ON "), -1)
 
 
 def _identifier(text: str) -> tuple[str | None, str]:

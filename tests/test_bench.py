@@ -14,20 +14,27 @@ import pymysql
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_bench_runs_at_a_tiny_size(tmp_path, db_params):
-    database = f"nst_bench_{uuid.uuid4().hex[:12]}"  # its own, as every test's: concurrent runs never share one
+def run_bench(script: str, tag: str, db_params: dict, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`bench/SCRIPT ARGS --database <its own>`, then every database it made (`<its own>*`) dropped: concurrent
+    runs never share one."""
+    database = f"nst_{tag}_{uuid.uuid4().hex[:12]}"
     try:
-        res = subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "run.py"), "--skus", "60", "--images", "3", "--baseline-skus", "5",
-             "--rss-lines", "300", "--database", database, "--out", str(tmp_path), "--only", "sync"],
-            capture_output=True, text=True, timeout=600, env=os.environ.copy())
+        return subprocess.run([sys.executable, str(ROOT / "bench" / script), *args, "--database", database],
+                              capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
     finally:
         conn = pymysql.connect(**db_params, autocommit=True)
         try:
             with conn.cursor() as cur:
-                cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
+                cur.execute(f"SHOW DATABASES LIKE '{database}%'")
+                for (name,) in cur.fetchall():
+                    cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
         finally:
             conn.close()
+
+
+def test_bench_runs_at_a_tiny_size(tmp_path, db_params):
+    res = run_bench("run.py", "bench", db_params, "--skus", "60", "--images", "3", "--baseline-skus", "5",
+                    "--rss-lines", "300", "--out", str(tmp_path), "--only", "sync")
     assert res.returncode == 0, res.stderr[-3000:]
     s = json.loads((tmp_path / "results.json").read_text())
     by = {r["scenario"]: r for r in s["scenarios"]}
@@ -44,19 +51,8 @@ def test_bench_runs_at_a_tiny_size(tmp_path, db_params):
 
 
 def test_filesystem_bench_runs_at_a_tiny_size(tmp_path, db_params):
-    database = f"nst_fsbench_{uuid.uuid4().hex[:12]}"
-    try:
-        res = subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "filesystem.py"), "--skus", "40", "--images", "3", "--file-kib", "1",
-             "--database", database, "--out", str(tmp_path)],
-            capture_output=True, text=True, timeout=600, env=os.environ.copy())
-    finally:
-        conn = pymysql.connect(**db_params, autocommit=True)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
-        finally:
-            conn.close()
+    res = run_bench("filesystem.py", "fsbench", db_params, "--skus", "40", "--images", "3", "--file-kib", "1",
+                    "--out", str(tmp_path))
     assert res.returncode == 0, res.stderr[-3000:]
     s = json.loads((tmp_path / "filesystem.json").read_text())
     by = {r["scenario"]: r for r in s["scenarios"]}

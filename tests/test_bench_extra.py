@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import uuid
 from pathlib import Path
 
-import pymysql
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 from extra import PARTS, parts  # noqa: E402
+from test_bench import run_bench  # noqa: E402
 
 
 def test_only_names_parts_and_rejects_unknown_ones():
@@ -31,21 +28,8 @@ def test_only_names_parts_and_rejects_unknown_ones():
 
 
 def test_extra_parts_run_at_a_tiny_size(tmp_path, db_params):
-    database = f"nst_bx_{uuid.uuid4().hex[:12]}"
-    try:
-        res = subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "run.py"), "--skus", "30", "--images", "2", "--database", database,
-             "--out", str(tmp_path), "--only", "async,latency,storeviews", "--latency-runs", "2"],
-            capture_output=True, text=True, timeout=900, env=os.environ.copy())
-    finally:
-        conn = pymysql.connect(**db_params, autocommit=True)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f"SHOW DATABASES LIKE '{database}%'")
-                for (name,) in cur.fetchall():
-                    cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        finally:
-            conn.close()
+    res = run_bench("run.py", "bx", db_params, "--skus", "30", "--images", "2", "--out", str(tmp_path),
+                    "--only", "async,latency,storeviews", "--latency-runs", "2", timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     s = json.loads((tmp_path / "results.json").read_text())
     assert s["scenarios"] == []  # --only left the sync scenarios out
