@@ -36,3 +36,22 @@ def test_help_imports_no_adapter_library(argv):
     code = (f"import sys; sys.argv = ['nacento-sync', *{argv!r}]\nfrom nacento_sync.cli import main\n"
             "try:\n    main()\nexcept SystemExit:\n    pass")
     assert _imported_after(code) & set(ADAPTER_LIBRARIES) == set()
+
+
+#: What `import nacento_sync.cli` leaves for the commands to import when they run (`--help` starts fast).
+CLI_DEFERRED_LIBRARIES = ("pydantic", "yaml", "asyncio", "aiomysql", "aioboto3", "aio_pika")
+CLI_DEFERRED_MODULES = ("rich.progress", "rich.table", "rich.logging", "nacento_sync.config", "nacento_sync.plan",
+                        "nacento_sync.feed", "nacento_sync.report", "nacento_sync.doctor", "nacento_sync.results")
+
+
+def test_importing_the_cli_defers_config_pydantic_asyncio_and_progress():
+    assert _imported_after("import nacento_sync.cli") & set(CLI_DEFERRED_LIBRARIES) == set()
+    assert _imported_after("import nacento_sync.cli", whole=True) & set(CLI_DEFERRED_MODULES) == set()
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"]])
+def test_top_level_help_and_version_import_no_config(argv):
+    code = (f"import sys; sys.argv = ['nacento-sync', *{argv!r}]\nfrom nacento_sync.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass")
+    assert _imported_after(code) & {"pydantic", "yaml", "asyncio"} == set()
+    assert _imported_after(code, whole=True) & {"nacento_sync.config", "nacento_sync.plan", "rich.progress"} == set()

@@ -1,20 +1,17 @@
 """Commands of asynchronous mode: `submit`, `worker`, `status`, `requeue`.
 
 Wiring and exit codes only; the work is in `nacento_sync.asyncmode` (imported when a command runs: aio-pika
-and aioboto3 are not needed for `--help`).
+and aioboto3 are not needed for `--help`; nor are asyncio, rich.progress and rich.table).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from rich.text import Text
 
 from nacento_sync.cli.common import EXIT_FAILED, EXIT_OK, ModeOpt, PlainCommand, _config, app, err, out
@@ -69,6 +66,8 @@ def submit_cmd(
         say(out, f"bulk {result.bulk_uuid or '-'} (request {result.request_id}): {result.accepted} accepted, "
                  f"{len(rejected)} rejected")
         if rejected and not Mode.quiet:
+            from rich.table import Table
+
             table = Table(title=Text(f"Rejected items ({len(rejected)})"), title_justify="left")
             table.add_column("id", justify="right")
             table.add_column("error", overflow="fold")
@@ -105,6 +104,8 @@ def worker_cmd(
     (what it held is redelivered).
     """
     cfg = _config(ctx, need_storage=True)
+    import asyncio
+
     from nacento_sync.asyncmode.worker import Worker, WorkerOptions
 
     options = WorkerOptions(concurrency or 2 * cfg.sync.batch_size, max_messages, idle_exit)
@@ -159,6 +160,8 @@ def status_cmd(
 
 
 def _watch(cfg, summary: BulkSummary) -> BulkSummary:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     total = max(summary.operation_count, sum(summary.counts.values()))
     with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=False) as progress:
@@ -175,6 +178,8 @@ def _watch(cfg, summary: BulkSummary) -> BulkSummary:
 
 def _render_status(s: BulkSummary) -> None:
     """The bulk as tables; every value read from Magento's rows is plain text."""
+    from rich.table import Table
+
     table = Table(title=text(f"bulk {s.bulk_uuid}: {s.state.replace('_', ' ')}"), show_header=False,
                   title_justify="left")
     table.add_column(style="bold")

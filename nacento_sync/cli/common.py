@@ -2,30 +2,31 @@
 
 The CLI parses, calls the library, renders and maps outcomes to exit codes; errors map by type
 (`errors.UsageError` → 2, `errors.AccessError` → 3). Heavy adapters (aioboto3, aio-pika) are imported by
-the commands that need them, so `--help` and `schema status` start fast.
+the commands that need them, so `--help` and `schema status` start fast; so are `nacento_sync.config` (pydantic,
+yaml), asyncio and rich.logging. Command parameters keep cheap types (str, Path, bool, int, Enum): Typer
+evaluates their annotations when the commands are registered.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import sys
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import typer.core
-from pydantic import ValidationError
 from rich.console import Console
-from rich.logging import RichHandler
 
 from nacento_sync import __version__
-from nacento_sync.config import Config, ConfigError, load_config
 from nacento_sync.console import JsonFormatter, Mode, PlainFormatter, error
 from nacento_sync.errors import AccessError, UsageError
+
+if TYPE_CHECKING:  # pydantic, yaml (config) and asyncio: imported when a command runs, so `--help` starts fast
+    from nacento_sync.config import Config
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ACCESS = 0, 1, 2, 3
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -169,6 +170,8 @@ def configure_logging() -> None:
     logger.setLevel(logging.ERROR if Mode.quiet else logging.INFO)
 def log_handler(console: Console) -> logging.Handler:
     """Log records on the console as plain text: they carry SKUs, paths and servers' messages."""
+    from rich.logging import RichHandler
+
     handler = RichHandler(console=console, show_path=False, markup=False)
     handler.setFormatter(PlainFormatter("%(message)s", datefmt="[%X]"))
     return handler
@@ -181,6 +184,10 @@ FLAGS = {("sync", "mode"): "--mode", ("sync", "batch_size"): "--batch-size",
 
 def flag_problems(overrides: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Each flag value checked alone against its configuration key's rules, as `--flag VALUE: why`."""
+    from pydantic import ValidationError
+
+    from nacento_sync.config import Config
+
     problems = []
     for section, values in overrides.items():
         model: Any = Config.model_fields[section].annotation  # a section model class
@@ -197,6 +204,8 @@ def flag_problems(overrides: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 def _config(ctx: typer.Context, need_storage: bool = False, **overrides: dict[str, Any]) -> Config:
     """The configuration (flags, environment, file, env.php); exit 2 with the bad flag or key named."""
+    from nacento_sync.config import ConfigError, load_config
+
     try:
         if problems := flag_problems(overrides):
             raise ConfigError("invalid option: " + "; ".join(problems))
@@ -212,6 +221,8 @@ def _config(ctx: typer.Context, need_storage: bool = False, **overrides: dict[st
 
 def call(coro):
     """Run a coroutine; access problems exit 3, usage problems 2, each with its one-line message."""
+    import asyncio
+
     try:
         return asyncio.run(coro)
     except AccessError as e:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from nacento_sync.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PlainCommand, app, out
-from nacento_sync.config import Config, ConfigError, config_path, load_config, value_sources
 from nacento_sync.console import say
-from nacento_sync.doctor import Check, all_ok, config_detail, failed, passed, report_json, summary
+
+if TYPE_CHECKING:  # pydantic and yaml (config), asyncio: imported when the command runs
+    from nacento_sync.config import Config
+    from nacento_sync.doctor import Check
 
 _STYLE = {"✓": "green", "✗": "red", "i": "cyan"}
 
@@ -30,9 +31,13 @@ def doctor(
 
     Exit codes: 0 no check failed, 1 some check failed, 2 bad usage or configuration.
     """
+    from nacento_sync.doctor import all_ok, report_json, summary
+
     cfg, check = _config_check(ctx.obj["config"], ctx.obj.get("magento_root"))
     checks = [check]
     if cfg is not None:
+        import asyncio
+
         from nacento_sync.doctor_checks import run_checks  # the adapters: only once the config is valid
 
         checks += asyncio.run(run_checks(cfg, "queue" in cfg.model_fields_set))
@@ -49,6 +54,9 @@ def doctor(
 
 def _config_check(explicit: str | None, magento_root: str | None) -> tuple[Config | None, Check]:
     """The configuration and its ✓ line, or None and a ✗ line (the message names the key, never a secret)."""
+    from nacento_sync.config import ConfigError, config_path, load_config, value_sources
+    from nacento_sync.doctor import config_detail, failed, passed
+
     path, _ = config_path(explicit, os.environ)
     try:
         cfg = load_config(explicit, magento_root=magento_root)  # env.php errors are ConfigErrors: exit 2

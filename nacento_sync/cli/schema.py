@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,9 +20,11 @@ from nacento_sync.cli.common import (
     err,
     out,
 )
-from nacento_sync.config import Config, shown_values, value_sources
 from nacento_sync.console import error, plain, say
 from nacento_sync.errors import SchemaError
+
+if TYPE_CHECKING:  # pydantic and yaml: imported when a command runs
+    from nacento_sync.config import Config
 
 schema_app = typer.Typer(help="Install, remove or inspect nacento-sync's own table (nacento_media_gallery_meta).\n\n"
                          "Example: nacento-sync schema install",
@@ -97,6 +99,8 @@ def schema_status(
         return info
 
     info = _schema_call(cfg, status)
+    from nacento_sync.config import value_sources
+
     info["config_sources"] = value_sources(cfg)
     if json_out:
         print(json.dumps(info))
@@ -109,6 +113,8 @@ def schema_status(
 
 def _print_sources(cfg: Config) -> None:
     """`key: value (source)`, one line per setting; a secret's value never shown."""
+    from nacento_sync.config import shown_values, value_sources
+
     sources, values = value_sources(cfg), shown_values(cfg)
     say(out, "configuration (value, then where it came from):")
     for key, source in sources.items():

@@ -10,15 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    Progress,
-    SpinnerColumn,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from nacento_sync.cli.common import (
     EXIT_ACCESS,
@@ -37,15 +28,16 @@ from nacento_sync.cli.common import (
     err,
     out,
 )
-from nacento_sync.config import Config
 from nacento_sync.console import Mode, error, plain, say
 from nacento_sync.errors import AccessError, UsageError
-from nacento_sync.feed import Feed, FeedError, parse_record
-from nacento_sync.models import Item, Rejection
-from nacento_sync.report import Report, render
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pydantic (config, feed, report) and rich.progress: imported when a command runs
+    from rich.console import Console
+
     from nacento_sync import SyncResult
+    from nacento_sync.config import Config
+    from nacento_sync.models import Item, Rejection
+    from nacento_sync.report import Report
 
 JournalOpt = Annotated[Path | None, typer.Option(
     "--journal", metavar="FILE", show_default=False,
@@ -86,6 +78,8 @@ def sync(
 
     Example: nacento-sync --config store.yaml sync export.ndjson --json > report.json
     """
+    from nacento_sync.feed import Feed, FeedError
+
     cfg = _config(ctx, need_storage=True, sync={"mode": mode.value if mode else None, "batch_size": batch_size,
                                                 "concurrency": concurrency,
                                                 "etag_strategy": etag_strategy.value if etag_strategy else None,
@@ -141,6 +135,8 @@ def sku(
         source = "--image"
     cfg = _config(ctx, need_storage=True, sync={"mode": mode.value if mode else None,
                                                 "purge_cache": purge_cache or None})
+    from nacento_sync.feed import parse_record
+
     record = parse_record({"sku": sku, "images": entries, **extra}, source, 1)
     code = _run(cfg, [record], dry_run=dry_run, allow_empty=False, json_out=json_out, report_file=None,
                 request_id=None, command="sku", journal_file=journal_file)
@@ -154,6 +150,16 @@ def _run(cfg: Config, records: Iterable[Item | Rejection], *, dry_run: bool, all
 
     The report is written (and the exit code decided) by the library before anything is rendered: a
     failure while rendering never loses the report nor changes the code beyond README's table."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        SpinnerColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     from nacento_sync import Options, ReportFileError, sync  # aioboto3 and aiomysql: only when a command syncs
 
     options = Options.from_config(cfg, dry_run=dry_run, allow_empty=allow_empty)
@@ -231,6 +237,13 @@ def one_line(report: Report, command: str) -> str:
             f"{st.skipped_no_change} skipped_no_change, {st.deleted} deleted, {st.missing} missing; "
             f"{len(report.changed_product_ids)} products changed"
             + (f"; journal {plain(report.journal)}" if report.journal else ""))
+
+
+def render(report: Report, console: Console, limit: int = 50, command: str = "sync") -> None:
+    """`nacento_sync.report.render` (pydantic, rich tables), imported only when a summary is shown."""
+    from nacento_sync.report import render as render_report
+
+    render_report(report, console, limit=limit, command=command)
 
 
 def _render(report: Report, command: str) -> None:
