@@ -46,8 +46,10 @@ GRANTS: tuple[Grant, ...] = (
     Grant(("SELECT", "INSERT", "DELETE"), "catalog_product_entity_media_gallery_value_to_entity",
           "which product an entry belongs to"),
     Grant(GALLERY_WRITE, "catalog_product_entity_varchar", "roles and their labels"),
-    Grant(("SELECT", "INSERT", "UPDATE"), META_TABLE, "the ETags synced (its rows go with their value rows by "
-          "a foreign-key cascade, which needs no privilege)"),
+    Grant(("SELECT", "INSERT", "DELETE"), "catalog_product_entity_media_gallery_value_video",
+          "a deleted entry's video details, deleted explicitly (a cascade fires no trigger and is not "
+          "journaled) and re-inserted by undo"),
+    Grant(GALLERY_WRITE, META_TABLE, "the ETags synced; a deleted entry's rows, deleted explicitly as above"),
     Grant(("SELECT", "INSERT"), BULK_TABLE, "bulks (submit) and their look-ups", scope=ASYNC),
     Grant(("UPDATE",), BULK_TABLE, "SELECT … FOR UPDATE on MySQL 8 (no bulk is updated)", scope=ASYNC,
           mysql_only=True),
