@@ -341,7 +341,9 @@ def test_three_random_kills_then_a_run_equal_one_clean_run(store, bucket, config
     done = 0
     for kill in range(3):
         committed = _value_rows(store)
-        threshold = committed + rng.randint(1, 20) * 3 * images  # up to 20 more batches of 3 SKUs
+        # Up to 20 more batches of 3 SKUs, leaving room for the kills still to come (a late kill once left none).
+        room = (n * images - committed) // (3 * images) - 1
+        threshold = committed + rng.randint(1, max(1, min(20, room // (3 - kill)))) * 3 * images
         assert threshold < n * images, f"seed {seed}"
         gate.arm(threshold)
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
