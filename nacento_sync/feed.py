@@ -55,6 +55,8 @@ _READ_ERRORS = (OSError, EOFError, zlib.error)
 _SNIFF_BYTES = 65536
 _OPENS_BULK_KEY = re.compile(rb'\{\s*"(?:request|items)"')
 _LABEL_WHITESPACE = re.compile("[\t\n\r]")
+#: What a label may not hold as it is: anything `check_text(…, label=True)` rejects or changes.
+_LABEL_SPECIAL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 Format = Literal["ndjson", "json", "sniff"]
 
 
@@ -285,11 +287,17 @@ def _images(entries: list[_Image]) -> tuple[tuple[DesiredImage, ...], tuple[str,
     roles: list[list[str]] = []
     stores: list[tuple[tuple[str, StoreValues], ...]] = []
     for n, entry in enumerate(entries, 1):
-        # Every text of the image is checked before any of it goes into a warning or a path.
-        check_text(f"images[{n - 1}].file_path", entry.file_path)
+        # Every text of the image is checked before any of it goes into a warning or a path (the field's
+        # name is only spelled out for an error: formatting it for every image costs more than the check).
+        if text_problem(entry.file_path) is not None:
+            check_text(f"images[{n - 1}].file_path", entry.file_path)
         for i, name in enumerate(entry.roles or ()):
-            check_text(f"images[{n - 1}].roles[{i}]", name)
-        labels.append(_clean_label(f"images[{n - 1}].label", entry.label, f"image {n} ({entry.file_path})", warnings))
+            if text_problem(name) is not None:
+                check_text(f"images[{n - 1}].roles[{i}]", name)
+        label = entry.label
+        if label is not None and _LABEL_SPECIAL.search(label) is not None:
+            label = _clean_label(f"images[{n - 1}].label", label, f"image {n} ({entry.file_path})", warnings)
+        labels.append(label)
         try:
             paths.append(canonical_path(entry.file_path))
         except ValueError as exc:

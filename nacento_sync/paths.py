@@ -20,6 +20,11 @@ _URL_MARKER = "/media/catalog/product/"
 #: What starts a URL that is not read as one: another scheme (`ftp://`, `file:/`), a mistyped `https:/host`,
 #: a drive `C:/`. Only `http://` and `https://` URLs are read (`//host/…` is refused as an empty segment).
 _OTHER_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/")
+#: The spelling almost every export uses (`m/y/a.jpg`, `/m/y/a.jpg`): segments of letters, digits, `_`, `-` and
+#: dots, none starting with a dot, the first not a prefix word or `cache`. Nothing in it can change under any
+#: rule of `canonical_path` (no whitespace, `%`, `\\`, `:`, control character, `.`/`..` segment), so such a
+#: path is only given its leading slash; everything else takes the full walk.
+_PLAIN = re.compile(r"/?(?!(?:pub|media|catalog|cache)(?:/|$))[\w-][\w.-]*(?:/[\w-][\w.-]*)*", re.ASCII)
 _ROLE_ALIASES: dict[str, str] = {
     "base": "image",
     "image": "image",
@@ -73,6 +78,8 @@ def canonical_path(raw: str) -> str:
     Raises ValueError, with a message fit for a report, for paths Magento could not serve or
     that would not fit the `value VARCHAR(255)` column. Case is kept: the filesystem is case-sensitive.
     """
+    if len(raw) < MAX_PATH_CHARS and _PLAIN.fullmatch(raw):
+        return raw if raw[0] == "/" else "/" + raw
     text = raw.strip()
     if not text:
         raise ValueError("empty path")

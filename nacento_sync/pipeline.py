@@ -134,4 +134,5 @@ class Pipeline:
             for out in outcomes:
                 self.report.add(out.item.sku, product_id=out.product_id, stats=out.stats, error=out.error,
                                 warnings=out.warnings, changed=out.changed)
+            self.report.flush()
         self.on_progress(len(outcomes))

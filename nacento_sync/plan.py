@@ -434,8 +434,10 @@ class _Views:
 
 
 def _first_row(entry: Entry) -> ValueRow | None:
-    rows = sorted(entry.rows, key=_row_order)
-    return rows[0] if rows else None
+    rows = entry.rows
+    if len(rows) < 2:  # nearly always: no sort for one row
+        return rows[0] if rows else None
+    return min(rows, key=_row_order)
 
 
 def _plan_view_rows(state: ProductState, present: dict[str, _Present], scope: _Views, mode: str, ops: list[Op],
@@ -447,7 +449,7 @@ def _plan_view_rows(state: ProductState, present: dict[str, _Present], scope: _V
     for e in state.entries:
         row = _first_row(e)
         store0[e.value_id] = row.position if row else None
-        for r in sorted(e.store_rows, key=lambda r: r.record_id):
+        for r in sorted(e.store_rows, key=lambda r: r.record_id) if e.store_rows else ():
             if r.store_id in view_positions and r.position is not None:
                 view_positions[r.store_id].setdefault(e.value_id, r.position)
     for value_id in state.other_values:
@@ -611,7 +613,7 @@ def _plan_view_attributes(
     label_at: dict[tuple[str, int], str | None] = {}
     for e in state.entries:  # what each view shows for the images the item does not change
         path, row = stored_to_canonical(e.value), _first_row(e)
-        for r in sorted(e.store_rows, key=lambda r: -r.record_id):
+        for r in sorted(e.store_rows, key=lambda r: -r.record_id) if e.store_rows else ():
             label_at[(path, r.store_id)] = r.label
         for view in scope.ids:
             if label_at.get((path, view)) is None:

@@ -210,6 +210,10 @@ class ReportBuilder:
         if changed and product_id is not None:
             self._changed.append(product_id)
         self._results.write(to_json(result) + "\n")
+
+    def flush(self) -> None:
+        """Push the spilled results to the file: called once per committed batch (a `FILE.partial` left by a
+        killed run then holds every committed SKU), not once per SKU."""
         self._results.flush()
 
     def finish(self, out: TextIO | FanOut) -> Report:

@@ -296,3 +296,29 @@ def test_messages_never_carry_the_raw_character(raw: str) -> None:
     message = str(info.value)
     message.encode("utf-8")  # a lone surrogate would raise here
     assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in message), message
+
+
+def _outcome(raw: str) -> str:
+    try:
+        return canonical_path(raw)
+    except ValueError:
+        return "<refused>"
+
+
+@given(st.lists(st.sampled_from(["m", "y", "a.jpg", "A_b-1", ".", "..", ".x", "cache", "catalog", "product", "media",
+                                 "pub", "", "%2e", "x y", "a:b", "é", "\\", "http:"]), min_size=1, max_size=6),
+       st.booleans())
+def test_the_plain_spelling_shortcut_gives_what_the_full_rules_give(segments, slash):
+    """`m/y/a.jpg` skips the full walk (a regular expression recognises it); a leading space forces the walk
+    (it is stripped first), so both must agree on every path built from tricky segments."""
+    raw = ("/" if slash else "") + "/".join(segments)
+    assert _outcome(raw) == _outcome(" " + raw)
+
+
+def test_the_plain_spelling_shortcut_keeps_the_length_limit():
+    long = "m/" + "a" * (MAX_PATH_CHARS - 3)  # 254 characters: 255 with the leading slash
+    assert canonical_path(long) == "/" + long
+    with pytest.raises(ValueError, match="longer than"):
+        canonical_path(long + "b")
+    with pytest.raises(ValueError, match="longer than"):
+        canonical_path("/" + long + "b")

@@ -19,7 +19,8 @@ def test_report_streams_merges_repeated_skus_and_counts_exactly(tmp_path):
     b.add("A", product_id=1, stats=ImageStats(inserted=2), changed=True)
     b.reject(Rejection("x.ndjson:2", "bad"))
     b.add("B", product_id=2, error="storage_error", warnings=["storage_error: k: HTTP 500"])
-    assert spill.read_text().count("\n") == 2  # results are on disk as SKUs finish
+    b.flush()  # the pipeline's, after each committed batch
+    assert spill.read_text().count("\n") == 2  # results are on disk as batches finish
     b.repeated("a ")
     b.add("a ", product_id=1, stats=ImageStats(updated_value=1, warnings=["legacy_path: x"]), changed=True)
     b.add("C", product_id=3, stats=ImageStats(skipped_no_change=1, warnings=["missing_object: y"]))

@@ -354,10 +354,8 @@ def test_mysql_paths_without_returning_give_the_same_result(store, bucket, cfg, 
     import nacento_sync.magento as m
 
     monkeypatch.setattr(m, "_mariadb_at_least", lambda _version, _wanted: False)
-    real_connect, real_detect = m.connect, m.detect_schema
-
-    async def connect(cfg, **kw):
-        return await real_connect(cfg, init_command="SET SESSION auto_increment_increment = 3", **kw)
+    real_detect = m.detect_schema
+    monkeypatch.setattr(m, "SESSION_INIT", m.SESSION_INIT + ", SESSION auto_increment_increment = 3")
 
     async def detect(conn, prefix):
         schema = await real_detect(conn, prefix)
@@ -366,7 +364,6 @@ def test_mysql_paths_without_returning_give_the_same_result(store, bucket, cfg, 
         schema.consecutive_ids = lock_mode == "consecutive"
         return schema
 
-    monkeypatch.setattr(m, "connect", connect)
     monkeypatch.setattr(m, "detect_schema", detect)
     ps = [store.add_product(f"SKU-{i}") for i in range(3)]
     for i in range(3):
