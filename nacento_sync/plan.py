@@ -287,7 +287,8 @@ def plan_product(
             continue
 
         t = touched[img.path] = _Touched()
-        group = sorted(group, key=_keeper_order(img.path))
+        if len(group) > 1:
+            group = sorted(group, key=_keeper_order(img.path))
         keeper, duplicates = group[0], group[1:]
         for dup in duplicates:
             ops.append(RemoveEntry(link, dup.value_id, delete_gallery_row=not dup.shared))
@@ -296,7 +297,7 @@ def plan_product(
             warn(Code.DUPLICATE_ENTRY.notice(
                 f"{img.path}: removed duplicate gallery entry {dup.value_id} ({dup.value!r})"))
 
-        rows = sorted(keeper.rows, key=_row_order)
+        rows = sorted(keeper.rows, key=_row_order) if len(keeper.rows) > 1 else keeper.rows
         row = rows[0] if rows else None
         if len(rows) > 1:
             ops.append(DeleteValueRows(tuple(r.record_id for r in rows[1:])))
@@ -440,10 +441,22 @@ def _first_row(entry: Entry) -> ValueRow | None:
     return min(rows, key=_row_order)
 
 
+def _views_untouched(state: ProductState, scope: _Views) -> bool:
+    """No store-view row anywhere in the product's gallery and no store-view value in the item (most
+    products of most shops): every view inherits store 0 and nothing is written, which the rules of
+    `plan_image_rows` give too, image by image and view by view, at several times the cost."""
+    return (not scope.values and not any(e.store_rows for e in state.entries)
+            and all(store == 0 for positions in state.other_positions.values() for store in positions))
+
+
 def _plan_view_rows(state: ProductState, present: dict[str, _Present], scope: _Views, mode: str, ops: list[Op],
                     warn) -> set[str]:
     """Store-view value rows of the listed, present images (storeviews.py has the rules); returns the
     paths of existing images whose store-view rows are written."""
+    if _views_untouched(state, scope):
+        for p in present.values():
+            p.view_labels = dict.fromkeys(scope.ids, p.after.label)
+        return set()
     store0: dict[int, int | None] = {}
     view_positions: dict[int, dict[int, int]] = {view: {} for view in scope.ids}
     for e in state.entries:

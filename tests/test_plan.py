@@ -610,3 +610,24 @@ def test_end_state_does_not_depend_on_the_batching(world, its, etags, mode, batc
         batched = sync(batched, batch)
     assert _view(batched) == _view(one_by_one)
     assert batched.orphans() == []
+
+
+@settings(max_examples=400, deadline=None)
+@given(states(), items(), etag_maps, st.sampled_from(["merge", "replace"]), st.booleans())
+def test_the_no_store_view_rows_shortcut_plans_what_the_rules_plan(state, it, etags, mode, allow_empty):
+    """A product without store-view rows and an item without store-view values skip the per-image, per-view
+    rules (`plan._views_untouched`); with the shortcut turned off the rules must give the same plan."""
+    import nacento_sync.plan as plan_module
+
+    views = {"fr": 1, "de": 2}
+    etags = {im.path: etags.get(im.path, "e1") for im in it.images} | etags
+    fast = plan_product(it, state, etags, mode, allow_empty, views=views)
+    real = plan_module._views_untouched
+    plan_module._views_untouched = lambda _state, _scope: False
+    try:
+        slow = plan_product(it, state, etags, mode, allow_empty, views=views)
+    finally:
+        plan_module._views_untouched = real
+    assert real(state, plan_module._Views.resolve(it, views, lambda _w: None))  # the shortcut was taken
+    assert fast.ops == slow.ops
+    assert fast.stats == slow.stats
