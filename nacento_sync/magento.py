@@ -564,11 +564,10 @@ async def read_states(conn, schema: Schema, link_ids: Sequence[int]) -> dict[int
     links = list(link_ids)
     if not links:
         return {}
-    entries: dict[int, dict[int, str]] = defaultdict(dict)  # link → value_id → value
-    rows: dict[tuple[int, int], list[ValueRow]] = defaultdict(list)
-    store_rows: dict[tuple[int, int], list[StoreRow]] = defaultdict(list)
-    attrs: dict[int, dict[tuple[str, int], str | None]] = defaultdict(dict)
-    shared: set[int] = set()
+    to_entity = t("catalog_product_entity_media_gallery_value_to_entity")
+    #: link → value_id → [value, store-0 rows, store-view rows]
+    entries: dict[int, dict[int, list[Any]]] = {link: {} for link in links}
+    attrs: dict[int, dict[tuple[str, int], str | None]] = {link: {} for link in links}
     other_media: dict[int, set[str]] = defaultdict(set)
     other_ids: dict[int, dict[int, str]] = defaultdict(dict)
     other_positions: dict[int, dict[int, dict[int, int | None]]] = defaultdict(dict)
@@ -577,7 +576,7 @@ async def read_states(conn, schema: Schema, link_ids: Sequence[int]) -> dict[int
             f"SELECT e.{L}, COUNT(*), GROUP_CONCAT(JSON_ARRAY(g.value_id, g.value, g.media_type, v.store_id, "
             f"v.record_id, v.label, v.position, v.disabled, m.record_id IS NOT NULL, m.s3_etag) "
             f"ORDER BY g.value_id, v.store_id, v.record_id SEPARATOR ',') "
-            f"FROM {t('catalog_product_entity_media_gallery_value_to_entity')} e "
+            f"FROM {to_entity} e "
             f"JOIN {t('catalog_product_entity_media_gallery')} g ON g.value_id = e.value_id "
             f"LEFT JOIN {t('catalog_product_entity_media_gallery_value')} v "
             f"ON v.value_id = e.value_id AND v.{L} = e.{L} "
@@ -591,25 +590,26 @@ async def read_states(conn, schema: Schema, link_ids: Sequence[int]) -> dict[int
             for value_id, value, media_type, store, record_id, label, position, disabled, has_meta, etag \
                     in _aggregated(gallery, count, "gallery"):
                 if media_type == "image":
-                    per_link[value_id] = value
+                    entry = per_link.get(value_id)
+                    if entry is None:
+                        entry = per_link[value_id] = [value, [], []]
                     if record_id is None:  # an entry without value rows
                         continue
                     if store == 0:
-                        rows[(link, value_id)].append(ValueRow(record_id, label, position, bool(disabled),
-                                                               bool(has_meta), etag))
+                        entry[1].append(ValueRow(record_id, label, position, bool(disabled), bool(has_meta), etag))
                     else:
-                        store_rows[(link, value_id)].append(StoreRow(store, record_id, label, position,
-                                                                     bool(disabled)))
+                        entry[2].append(StoreRow(store, record_id, label, position, bool(disabled)))
                 else:  # videos and other media: never touched, but their paths must not be duplicated
                     if value_id not in other_ids[link]:
                         other_media[link].add(stored_to_canonical(value))
                         other_ids[link][value_id] = value
                     if record_id is not None:
                         other_positions[link].setdefault(value_id, {}).setdefault(store, position)
+        shared: set[int] = set()
         value_ids = sorted({vid for per in entries.values() for vid in per})
         for chunk in _chunks(value_ids):
             await cur.execute(
-                f"SELECT value_id FROM {t('catalog_product_entity_media_gallery_value_to_entity')} "
+                f"SELECT value_id FROM {to_entity} "
                 f"WHERE value_id IN ({_ph(len(chunk))}) GROUP BY value_id HAVING COUNT(*) > 1",
                 chunk,
             )
@@ -630,11 +630,8 @@ async def read_states(conn, schema: Schema, link_ids: Sequence[int]) -> dict[int
     return {
         link: ProductState(
             link,
-            tuple(
-                Entry(vid, value, vid in shared, tuple(rows.get((link, vid), ())),
-                      tuple(store_rows.get((link, vid), ())))
-                for vid, value in entries[link].items()
-            ),
+            tuple(Entry(vid, value, vid in shared, tuple(rows), tuple(store_rows))
+                  for vid, (value, rows, store_rows) in entries[link].items()),
             attrs[link],
             frozenset(other_media[link]),
             other_ids[link],
