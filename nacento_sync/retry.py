@@ -25,7 +25,11 @@ class Verdict(enum.Enum):
 
     #: The endpoint asks us to slow down (429, 503, SlowDown…): retry, and send fewer requests at once.
     THROTTLED = "throttled"
-    #: A passing fault (5xx, connection reset, no answer in time): retry.
+    #: No answer in time: retry, and send fewer requests at once, as when throttled. An endpoint that
+    #: cannot answer within `storage.read_timeout` is most often overloaded (a LIST of a large folder on a
+    #: small server), and a retry at the same concurrency adds to the load it is still working off.
+    SLOW = "slow"
+    #: A passing fault (5xx, connection reset): retry.
     TRANSIENT = "transient"
     #: The answer stands (403, 404, a bad request): never retried.
     FINAL = "final"
@@ -200,7 +204,7 @@ async def with_retries(
                 limiter.answered()
             else:
                 limiter.faulted(sent)
-                if verdict is Verdict.THROTTLED:
+                if verdict is Verdict.THROTTLED or verdict is Verdict.SLOW:
                     limiter.aimd.throttled(epoch)
             if verdict is Verdict.FINAL or retry + 1 >= policy.attempts:
                 raise

@@ -16,7 +16,14 @@ from typing import Any, TypeVar
 
 import aioboto3
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    HTTPClientError,
+    IncompleteReadError,
+    ReadTimeoutError,
+)
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from nacento_sync.config import StorageConfig, mask
@@ -61,12 +68,16 @@ def startup_bound(cfg: StorageConfig) -> float:
 
 #: Failures worth another attempt: no connection, a connection reset or closed mid-answer, no answer in time.
 _TRANSIENT_ERRORS = (BotoConnectionError, HTTPClientError, IncompleteReadError, TimeoutError, OSError)
+#: Of those, the ones where the endpoint did not answer in time.
+_TIMEOUTS = (ReadTimeoutError, ConnectTimeoutError, TimeoutError)
 
 
 def classify(err: Exception) -> Verdict:
     """A failed attempt's verdict: the one definition of a retriable storage error."""
     if isinstance(err, ClientError):
         return classify_answer(_status(err), _code(err))
+    if isinstance(err, _TIMEOUTS):
+        return Verdict.SLOW
     if isinstance(err, _TRANSIENT_ERRORS):
         return Verdict.TRANSIENT
     return Verdict.FINAL
@@ -107,6 +118,8 @@ class Storage:
         self._count("retries")
         if verdict is Verdict.THROTTLED:
             self._count("throttled")
+        elif verdict is Verdict.SLOW:
+            self._count("timeouts")
 
     async def _request(self, call: Callable[[], Awaitable[T]], policy: RetryPolicy | None = None) -> T:
         """One request with its retries, within the run's in-flight limit."""

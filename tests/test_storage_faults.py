@@ -328,7 +328,8 @@ def test_answers_are_classified_by_status_and_code(status, code, verdict):
 
 def test_resets_and_timeouts_are_retried_missing_credentials_are_not():
     assert storage.classify(ConnectionClosedError(endpoint_url="http://x")) is Verdict.TRANSIENT
-    assert storage.classify(ReadTimeoutError(endpoint_url="http://x")) is Verdict.TRANSIENT
+    assert storage.classify(ReadTimeoutError(endpoint_url="http://x")) is Verdict.SLOW
+    assert storage.classify(TimeoutError()) is Verdict.SLOW
     assert storage.classify(ConnectionResetError()) is Verdict.TRANSIENT
     assert storage.classify(NoCredentialsError()) is Verdict.FINAL
 
@@ -377,6 +378,23 @@ def test_a_request_is_retried_until_it_answers_within_its_budget():
     result, waits, retries = _run(call, policy)
     assert result == "etag" and retries == [Verdict.THROTTLED, Verdict.TRANSIENT, Verdict.THROTTLED]
     assert waits == pytest.approx([0.0999, 0.1998, 0.3996])
+
+
+@pytest.mark.parametrize(("verdict", "halved"), [(Verdict.THROTTLED, True), (Verdict.SLOW, True),
+                                                  (Verdict.TRANSIENT, False)])
+def test_throttling_and_timeouts_halve_the_limit_other_faults_do_not(verdict, halved):
+    """No answer in time is treated as an overloaded endpoint: fewer requests at once, as when throttled."""
+    limiter = Limiter(16)
+    answers = [verdict]
+
+    async def call():
+        if answers:
+            raise Fault(answers.pop(0))
+        return "etag"
+
+    result, _, retries = _run(call, RetryPolicy(attempts=3), limiter)
+    assert result == "etag" and retries == [verdict]
+    assert limiter.aimd.limit == (8 if halved else 16)
 
 
 def test_a_final_answer_is_not_retried_and_a_spent_budget_raises_the_last_error():
