@@ -18,6 +18,7 @@ from helpers import (
 )
 from rich.console import Console
 
+from nacento_sync.errors import SchemaError
 from nacento_sync.models import NO_SELECTION
 from nacento_sync.report import render
 
@@ -509,3 +510,22 @@ def test_end_state_does_not_depend_on_the_batch_size(store, bucket, cfg, tmp_pat
                         for g in store.gallery(p.link_id)] for p in (*trio, alone, *pair)]
     assert views[1] == views[2] == views[3]
     assert views[1][0] == [("/k/p/bN-0.jpg", None, 1)] and views[1][-1] == [("/l/g/bN.jpg", "Leg", 1)]
+
+
+@pytest.mark.filterwarnings("ignore:Row .* was cut by GROUP_CONCAT")  # the server's own word for it
+def test_a_cut_gallery_aggregate_is_an_error_never_a_shorter_gallery(store, bucket, cfg, tmp_path, monkeypatch):
+    """The gallery is read as one aggregated row per product; were it cut (a server capping
+    `group_concat_max_len` below what every connection sets), replace mode would plan deletions from half a
+    gallery. The run stops instead, and nothing is written."""
+    import nacento_sync.magento as m
+
+    p = store.add_product("SKU-1")
+    for name in ("a", "b", "c"):
+        store.add_gallery_entry(p.link_id, f"/m/y/{name}.jpg", label=name.upper(), position=1)
+        bucket.put(f"/m/y/{name}.jpg")
+    before = store.gallery(p.link_id)
+    monkeypatch.setattr(m, "SESSION_INIT", "SET SESSION group_concat_max_len = 64")
+    export = write_ndjson(tmp_path / "x.ndjson", [{"sku": "SKU-1", "images": [{"file_path": "m/y/a.jpg"}]}])
+    with pytest.raises(SchemaError, match="cut gallery aggregate"):
+        run(cfg, export, mode="replace")
+    assert store.gallery(p.link_id) == before
