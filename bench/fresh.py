@@ -13,7 +13,7 @@ from typing import Any
 import pymysql
 import yaml
 from magento_schema import create_magento_store
-from run import _chunks, db_params, env
+from run import READ_TIMEOUT, _chunks, db_params, env
 
 from nacento_sync.magento import meta_ddl
 
@@ -48,7 +48,7 @@ def write_config(path: Path, database: str, bucket: str, queue: dict[str, Any] |
     cfg: dict[str, Any] = {
         "database": {**{k: db[k] for k in ("host", "port", "user", "password")}, "name": database},
         "storage": {"bucket": bucket, "endpoint": env("NACENTO_TEST_S3_ENDPOINT"), "access_key": "bench",
-                    "secret_key": "bench", "path_style": True},
+                    "secret_key": "bench", "path_style": True, "read_timeout": READ_TIMEOUT},
     }
     if queue:
         cfg["queue"] = queue

@@ -55,6 +55,12 @@ from magento_schema import create_magento_store  # noqa: E402
 from nacento_sync.magento import meta_ddl  # noqa: E402
 
 CHARS = string.ascii_lowercase + string.digits
+#: `storage.read_timeout` of the bench's configs: botocore's own default, which the floor's LIST pass uses too.
+#: moto lists a folder by walking the whole bucket, so with 100,000 keys and 32 LISTs at once a page can take
+#: longer than the tool's 10 s default; every attempt cut short is redone (moto finishes the abandoned one
+#: anyway), which the floor would not pay. The 10 s default is for real endpoints (a LIST page of S3, R2 or
+#: MinIO takes well under a second).
+READ_TIMEOUT = 60
 #: Runs a command and prints its exit code and peak RSS (KB) as the last line of stderr.
 _LAUNCHER = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
              "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)")
@@ -147,7 +153,7 @@ def generate(args, out: Path) -> dict:
     config.write_text(yaml.safe_dump({
         "database": {**{k: db[k] for k in ("host", "port", "user", "password")}, "name": args.database},
         "storage": {"bucket": bucket, "endpoint": env("NACENTO_TEST_S3_ENDPOINT"), "access_key": "bench",
-                    "secret_key": "bench", "path_style": True},
+                    "secret_key": "bench", "path_style": True, "read_timeout": READ_TIMEOUT},
     }))
     store.conn.close()
     return {"config": config, "feeds": paths, "bucket": bucket, "base_items": base_items, "uploads": uploads,

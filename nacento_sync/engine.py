@@ -359,6 +359,10 @@ class Engine:
                 log.warning("cannot tell whether the COMMIT in flight when the connection dropped took effect "
                             "(the products changed meanwhile): writing what is left to do")
         products = {p.link_id: (out.item.sku, p.entity_id) for out, p in ready if p.link_id in present}
+        # The journal reads back only the products this batch writes: one without operations changes no
+        # row, and a batch that writes nothing (a no-change re-sync in replace mode) reads nothing back.
+        changing = {state.link_id: products[state.link_id]
+                    for (_, plan), state in zip(plans, before, strict=True) if plan.ops}
         if self.options.dry_run and self.options.mode == "replace":
             self._note_deletions(plans, before)
         if self.options.dry_run:
@@ -368,12 +372,13 @@ class Engine:
         else:
             with timed("write"):
                 async with self.conn.cursor() as cur:
-                    rows = await self._rows_before(cur, products) if self.journal is not None else None
+                    journaled = self.journal is not None and changing
+                    rows = await self._rows_before(cur, changing) if journaled else None
                     writer = Writer(cur, self.schema)
                     await writer.apply(op for _, plan in plans for op in plan.ops)
                     self.counters.statements += writer.statements
                     if rows is not None:
-                        await self._journal_written(cur, products, rows)
+                        await self._journal_written(cur, changing, rows)
                     done = [replace(out, stats=plan.stats, changed=plan.writes) for out, plan in plans]
                     if self.before_commit:
                         await self.before_commit(cur, done)

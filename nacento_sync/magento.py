@@ -667,7 +667,8 @@ class Writer:
         varchar = t("catalog_product_entity_varchar")
 
         # 1. Deletions, children first: a foreign-key cascade fires no trigger, so Magento's
-        #    changelogs would not see it.
+        #    changelogs would not see it. Meta rows go by a join (`DELETE m FROM meta m JOIN value v`):
+        #    `DELETE … WHERE record_id IN (SELECT …)` ran the subquery once per row of the whole meta table.
         #    Rows a cascade would remove (meta, value, link, video rows) are deleted explicitly too, so the
         #    journal and the changelogs see every one of them.
         meta_table = t(META_TABLE)
@@ -679,8 +680,8 @@ class Writer:
         for chunk in _chunks(pairs):
             cond = ", ".join(["(%s, %s)"] * len(chunk))
             flat = [x for p in chunk for x in p]
-            await self.execute(f"DELETE FROM {meta_table} WHERE record_id IN (SELECT record_id FROM {value} "
-                               f"WHERE (value_id, {L}) IN ({cond}))", flat)
+            await self.execute(f"DELETE m FROM {meta_table} m JOIN {value} v ON v.record_id = m.record_id "
+                               f"WHERE (v.value_id, v.{L}) IN ({cond})", flat)
             await self.execute(f"DELETE FROM {value} WHERE (value_id, {L}) IN ({cond})", flat)
             await self.execute(f"DELETE FROM {to_entity} WHERE (value_id, {L}) IN ({cond})", flat)
         await self._delete_entries([op.value_id for op in removals if op.delete_gallery_row])
@@ -691,8 +692,10 @@ class Writer:
         for chunk in _chunks(unlinked):
             orphan = (f"value_id IN ({_ph(len(chunk))}) AND value_id NOT IN "
                       f"(SELECT value_id FROM {to_entity} WHERE value_id IN ({_ph(len(chunk))}))")
-            await self.execute(f"DELETE FROM {meta_table} WHERE record_id IN (SELECT record_id FROM {value} "
-                               f"WHERE {orphan})", [*chunk, *chunk])
+            await self.execute(f"DELETE m FROM {meta_table} m JOIN {value} v ON v.record_id = m.record_id "
+                               f"WHERE v.value_id IN ({_ph(len(chunk))}) AND v.value_id NOT IN "
+                               f"(SELECT value_id FROM {to_entity} WHERE value_id IN ({_ph(len(chunk))}))",
+                               [*chunk, *chunk])
             if s.has_video:
                 await self.execute(f"DELETE FROM {t(VIDEO_TABLE)} WHERE {orphan}", [*chunk, *chunk])
             await self.execute(f"DELETE FROM {value} WHERE {orphan}", [*chunk, *chunk])
@@ -768,8 +771,8 @@ class Writer:
         t = self.schema.t
         value = t("catalog_product_entity_media_gallery_value")
         for chunk in _chunks(value_ids):
-            await self.execute(f"DELETE FROM {t(META_TABLE)} WHERE record_id IN (SELECT record_id FROM {value} "
-                               f"WHERE value_id IN ({_ph(len(chunk))}))", chunk)
+            await self.execute(f"DELETE m FROM {t(META_TABLE)} m JOIN {value} v ON v.record_id = m.record_id "
+                               f"WHERE v.value_id IN ({_ph(len(chunk))})", chunk)
             if self.schema.has_video:
                 await self.execute(f"DELETE FROM {t(VIDEO_TABLE)} WHERE value_id IN ({_ph(len(chunk))})", chunk)
             await self.execute(f"DELETE FROM {value} WHERE value_id IN ({_ph(len(chunk))})", chunk)
