@@ -372,8 +372,7 @@ class Engine:
         else:
             with timed("write"):
                 async with self.conn.cursor() as cur:
-                    journaled = self.journal is not None and changing
-                    rows = await self._rows_before(cur, changing) if journaled else None
+                    rows = await self._rows_before(cur, changing) if self.journal is not None and changing else None
                     writer = Writer(cur, self.schema)
                     await writer.apply(op for _, plan in plans for op in plan.ops)
                     self.counters.statements += writer.statements

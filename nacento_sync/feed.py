@@ -55,8 +55,6 @@ _READ_ERRORS = (OSError, EOFError, zlib.error)
 _SNIFF_BYTES = 65536
 _OPENS_BULK_KEY = re.compile(rb'\{\s*"(?:request|items)"')
 _LABEL_WHITESPACE = re.compile("[\t\n\r]")
-#: What a label may not hold as it is: anything `check_text(…, label=True)` rejects or changes.
-_LABEL_SPECIAL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 Format = Literal["ndjson", "json", "sniff"]
 
 
@@ -295,7 +293,8 @@ def _images(entries: list[_Image]) -> tuple[tuple[DesiredImage, ...], tuple[str,
             if text_problem(name) is not None:
                 check_text(f"images[{n - 1}].roles[{i}]", name)
         label = entry.label
-        if label is not None and _LABEL_SPECIAL.search(label) is not None:
+        # `text_problem` without `label=True` also flags TAB, LF and CR: exactly what the label rules reject or change.
+        if label is not None and text_problem(label) is not None:
             label = _clean_label(f"images[{n - 1}].label", label, f"image {n} ({entry.file_path})", warnings)
         labels.append(label)
         try:

@@ -134,6 +134,12 @@ def _ph(n: int) -> str:
     return ", ".join(["%s"] * n)
 
 
+def _unlinked(column: str, n: int, to_entity: str) -> str:
+    """`column` is one of `n` gallery ids (the parameters, given twice) that no product links any more."""
+    return (f"{column} IN ({_ph(n)}) AND {column} NOT IN "
+            f"(SELECT value_id FROM {to_entity} WHERE value_id IN ({_ph(n)}))")
+
+
 def _chunks(seq: Sequence, size: int = CHUNK):
     for i in range(0, len(seq), size):
         yield seq[i : i + size]
@@ -690,16 +696,13 @@ class Writer:
         # state is the same whichever way SKUs fall into batches and no row is left linked to nothing.
         unlinked = sorted({op.value_id for op in removals if not op.delete_gallery_row})
         for chunk in _chunks(unlinked):
-            orphan = (f"value_id IN ({_ph(len(chunk))}) AND value_id NOT IN "
-                      f"(SELECT value_id FROM {to_entity} WHERE value_id IN ({_ph(len(chunk))}))")
+            orphan, args = _unlinked("value_id", len(chunk), to_entity), [*chunk, *chunk]
             await self.execute(f"DELETE m FROM {meta_table} m JOIN {value} v ON v.record_id = m.record_id "
-                               f"WHERE v.value_id IN ({_ph(len(chunk))}) AND v.value_id NOT IN "
-                               f"(SELECT value_id FROM {to_entity} WHERE value_id IN ({_ph(len(chunk))}))",
-                               [*chunk, *chunk])
+                               f"WHERE {_unlinked('v.value_id', len(chunk), to_entity)}", args)
             if s.has_video:
-                await self.execute(f"DELETE FROM {t(VIDEO_TABLE)} WHERE {orphan}", [*chunk, *chunk])
-            await self.execute(f"DELETE FROM {value} WHERE {orphan}", [*chunk, *chunk])
-            await self.execute(f"DELETE FROM {gallery} WHERE {orphan}", [*chunk, *chunk])
+                await self.execute(f"DELETE FROM {t(VIDEO_TABLE)} WHERE {orphan}", args)
+            await self.execute(f"DELETE FROM {value} WHERE {orphan}", args)
+            await self.execute(f"DELETE FROM {gallery} WHERE {orphan}", args)
 
         # 2. Updates of existing rows.
         respell = by[SetEntryValue]
