@@ -696,13 +696,13 @@ class Writer:
         # state is the same whichever way SKUs fall into batches and no row is left linked to nothing.
         unlinked = sorted({op.value_id for op in removals if not op.delete_gallery_row})
         for chunk in _chunks(unlinked):
-            orphan, args = _unlinked("value_id", len(chunk), to_entity), [*chunk, *chunk]
+            orphan, twice = _unlinked("value_id", len(chunk), to_entity), [*chunk, *chunk]
             await self.execute(f"DELETE m FROM {meta_table} m JOIN {value} v ON v.record_id = m.record_id "
-                               f"WHERE {_unlinked('v.value_id', len(chunk), to_entity)}", args)
+                               f"WHERE {_unlinked('v.value_id', len(chunk), to_entity)}", twice)
             if s.has_video:
-                await self.execute(f"DELETE FROM {t(VIDEO_TABLE)} WHERE {orphan}", args)
-            await self.execute(f"DELETE FROM {value} WHERE {orphan}", args)
-            await self.execute(f"DELETE FROM {gallery} WHERE {orphan}", args)
+                await self.execute(f"DELETE FROM {t(VIDEO_TABLE)} WHERE {orphan}", twice)
+            await self.execute(f"DELETE FROM {value} WHERE {orphan}", twice)
+            await self.execute(f"DELETE FROM {gallery} WHERE {orphan}", twice)
 
         # 2. Updates of existing rows.
         respell = by[SetEntryValue]
