@@ -53,8 +53,13 @@ class Stale:
         return bool(self.changed or self.deleted)
 
 
+_NOTHING_STALE = Stale()
+
+
 def stale_paths(state: ProductState, ops: Sequence[Op]) -> Stale:
     """The images of one product whose resized copies a plan (once committed) leaves stale."""
+    if not ops:  # most products of a re-sync: nothing written, nothing stale (and no map to build)
+        return _NOTHING_STALE
     path_of = {e.value_id: stored_to_canonical(e.value) for e in state.entries}
     row_path: dict[int, str] = {}  # record_id → path
     old_etag: dict[int, str | None] = {}  # record_id → remembered ETag
