@@ -63,7 +63,11 @@ CHARS = string.ascii_lowercase + string.digits
 READ_TIMEOUT = 60
 #: Runs a command and prints its exit code and peak RSS (KB) as the last line of stderr.
 _LAUNCHER = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
-             "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)")
+             "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+             "print(code, u.ru_maxrss, u.ru_utime + u.ru_stime, file=sys.stderr)")
+#: The local servers' pid files (scripts/services writes them): their CPU seconds tell a server that was
+#: slow because it was starved of CPU from one that had more to do.
+SERVER_PIDFILES = {"s3": ROOT / ".run" / "moto.pid", "db": ROOT / ".run" / "mariadb.pid"}
 console = Console(stderr=True)
 
 
@@ -177,6 +181,23 @@ def _chunks(seq, n):
 # ---------------------------------------------------------------- measurements
 
 
+def server_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) each local server has used so far, from /proc; {} where unknown."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for name, pidfile in SERVER_PIDFILES.items():
+        try:
+            fields = Path(f"/proc/{int(pidfile.read_text().split()[0])}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, ValueError, IndexError):
+            continue
+        used[name] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14 and 15 of stat)
+    return used
+
+
+def cpu_between(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: round(after[k] - before[k], 2) for k in before if k in after}
+
+
 def questions() -> int:
     conn = pymysql.connect(**db_params())
     with conn.cursor() as cur:
@@ -218,14 +239,16 @@ def journal_floor(journal: str | None, transactions: int, scratch: Path) -> floa
 def run_scenario(name: str, config: Path, feed: Path, out: Path, *extra: str) -> dict:
     report = out / f"{name}.report.json"
     q0 = questions()
+    cpu0 = server_cpu()
     started = time.perf_counter()
     # Measured as a grandchild: a child forked from this (large) process would count our pages in its peak.
     proc = subprocess.run([sys.executable, "-c", _LAUNCHER, sys.executable, str(ROOT / "bench" / "scenario.py"),
                            str(config), str(feed), str(report), *extra],
                           capture_output=True, text=True)
     seconds = time.perf_counter() - started
+    servers = cpu_between(cpu0, server_cpu())
     *log, last = proc.stderr.rstrip("\n").split("\n")
-    code, maxrss_kb = (int(x) for x in last.split())
+    code, maxrss_kb, cpu = int(last.split()[0]), int(last.split()[1]), float(last.split()[2])
     if code != 0:
         sys.exit(f"scenario {name} failed with exit code {code}:\n" + "\n".join(log)[-2000:])
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -240,6 +263,7 @@ def run_scenario(name: str, config: Path, feed: Path, out: Path, *extra: str) ->
             "requests": requests,
             "sql_statements": questions() - q0 - 1, "sql_write_statements": figures["sql_write_statements"],
             "peak_rss_mb": round(maxrss_kb / 1024, 1), "exit_code": code,
+            "cpu_seconds": {"sync": round(cpu, 2), **servers},
             "stage_seconds": figures.get("stage_seconds", {}), "journal": written.get("journal"),
             "stats": {k: st[k] for k in ("skus_seen", "ok", "error", "inserted", "updated_value", "updated_meta",
                                          "skipped_no_change", "deleted", "missing")},
@@ -370,7 +394,9 @@ def sync_part(args, g: dict) -> dict:
     def floor(res: dict) -> float:
         """Measured right after the scenario, so a server that slows down over the run is seen in both; with
         what the contract requires of every run: start-up, and the journal in replace mode."""
+        cpu0 = server_cpu()
         _, seconds = asyncio.run(list_pass(bucket))
+        res["list_pass"] = {"seconds": round(seconds, 2), "cpu_seconds": cpu_between(cpu0, server_cpu())}
         return (startup + seconds + gallery_read(args.database) + res["rows_written"] / rate
                 + journal_floor(res["journal"], res["batches"], args.out / "journal-floor.scratch"))
 
@@ -423,6 +449,18 @@ def stages_line(stages: dict[str, float]) -> str:
     return "  ".join(f"{k} {v:.2f}" for k, v in stages.items()) or "(not measured)"
 
 
+def cpu_line(r: dict) -> str:
+    """Where the CPU went: the run's own process and each local server, then the same for the LIST pass of
+    the floor measured right after (a storage stage much longer than that pass while the S3 server used no
+    more CPU means the server was kept waiting, not that it had more to do)."""
+    cpu, lp = r.get("cpu_seconds", {}), r.get("list_pass", {})
+    line = "cpu s: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+    if lp:
+        line += f"; LIST pass {lp['seconds']:.1f} s, cpu s: " + ", ".join(
+            f"{k} {v:.1f}" for k, v in lp.get("cpu_seconds", {}).items())
+    return line
+
+
 def print_table(s: dict) -> None:
     out = Console(width=None if sys.stdout.isatty() else 150)
     t = Table(title=f"nacento-sync bench: {s['size']['skus']} SKUs x {s['size']['images_per_sku']} images "
@@ -437,6 +475,7 @@ def print_table(s: dict) -> None:
     out.print(t)
     for r in s["scenarios"]:
         out.print(f"  {r['scenario']} stages: {stages_line(r.get('stage_seconds', {}))}")
+        out.print(f"  {r['scenario']} {cpu_line(r)}")
     b = s["baseline"]
     out.print(f"baseline (original module's algorithm, {b['images']} images): {b['cold_per_image_ms']:.2f} ms/image "
               f"cold, {b['nochange_per_image_ms']:.2f} ms/image re-run, {b['s3_requests_per_image']} S3 requests and "
