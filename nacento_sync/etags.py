@@ -4,6 +4,8 @@ A LIST request returns up to 1,000 keys with their ETags and costs about 12.5 HE
 ratio on S3 and R2). Per first-level folder (`…/media/catalog/product/m/`) the finder compares what
 the run has needed there so far with what listing it (or its second-level folders, `…/m/y/`) would
 cost, estimated from the store's gallery; the first listing is then reused for the rest of the run.
+When the export's size is known, the demand so far is extrapolated to the whole export (`expect`): a
+full-catalog sync lists from its first batch instead of HEADing until the demand has built up.
 Resized copies (`…/product/cache/`) are never listed: canonical paths never start with `cache/`.
 
 `choose` is the pure decision; `EtagFinder` keeps the per-run state and the bounded listing cache.
@@ -90,6 +92,24 @@ def choose(
     return out
 
 
+class _Scaled(Mapping[str, int]):
+    """The demand so far, extrapolated to the whole run: each folder's count times `scale`."""
+
+    def __init__(self, demand: Mapping[str, int], scale: float) -> None:
+        self._demand, self._scale = demand, scale
+
+    def __getitem__(self, folder: str) -> int:
+        if folder not in self._demand:  # (a defaultdict would grow on a look-up)
+            raise KeyError(folder)
+        return int(self._demand[folder] * self._scale)
+
+    def __iter__(self):
+        return iter(self._demand)
+
+    def __len__(self) -> int:
+        return len(self._demand)
+
+
 class ListingCache:
     """Folder listings (key suffix → ETag), least recently used evicted beyond `max_keys` keys."""
 
@@ -141,6 +161,15 @@ class EtagFinder:
         self._folder_sizes = folder_sizes
         self._sizes: Mapping[str, int] | None = None
         self._inflight: dict[str, asyncio.Task] = {}
+        #: How many times the images seen so far the whole run is expected to need (1: unknown).
+        self.scale = 1.0
+
+    def expect(self, scale: float) -> None:
+        """Tell the finder the whole run should need about `scale` times the images it has seen so far (the
+        export's size over the bytes read): demand is extrapolated by it, so a large export lists folders
+        its later batches will need anyway without HEADing its first batches one image at a time. An
+        export that turns out sparser than its start costs a few LISTs more, never a wrong ETag."""
+        self.scale = max(1.0, scale)
 
     async def _sizes_estimate(self) -> Mapping[str, int]:
         if self._sizes is None:
@@ -169,7 +198,8 @@ class EtagFinder:
         sizes: Mapping[str, int] = {}
         if self.strategy != "head" and self._might_list(pending):
             sizes = await self._sizes_estimate()
-        decision = choose(pending, self.strategy, self.demand, sizes, self.cache.evicted)
+        demand = self.demand if self.scale == 1.0 else _Scaled(self.demand, self.scale)
+        decision = choose(pending, self.strategy, demand, sizes, self.cache.evicted)
         failed: dict[str, StorageFailure] = {}
         if decision.lists:
             outcomes = await asyncio.gather(*(self._list(f) for f in decision.lists))
@@ -196,7 +226,7 @@ class EtagFinder:
         """Only pay for the size estimate when some folder's demand could justify a listing."""
         if self.strategy == "list":
             return True
-        return any(self.demand[f] >= LIST_COST for p in pending for f in folders(p) if f is not None)
+        return any(self.demand[f] * self.scale >= LIST_COST for p in pending for f in folders(p) if f is not None)
 
     async def _list(self, folder: str) -> StorageFailure | None:
         task = self._inflight.get(folder)

@@ -14,7 +14,7 @@ import itertools
 import time
 from array import array
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from nacento_sync.charset import fit_item
 from nacento_sync.codes import Code
@@ -55,6 +55,24 @@ class SeenSet:
         return i < len(self._sorted) and self._sorted[i] == h
 
 
+@runtime_checkable
+class Measured(Protocol):
+    """An export that knows its size and how much of it was read (`feed.Feed`; None: stdin)."""
+
+    def total_bytes(self) -> int | None: ...
+
+    def bytes_read(self) -> int: ...
+
+
+def expected_scale(records: object) -> float:
+    """How many times what was read so far the whole export is: its size over the bytes read (1 when unknown).
+    Bytes read run a read buffer ahead of the records, so early batches slightly underestimate."""
+    if not isinstance(records, Measured):
+        return 1.0
+    total, read = records.total_bytes(), records.bytes_read()
+    return total / read if total and read > 0 else 1.0
+
+
 class Pipeline:
     """Streams records through an engine; at most three batches are in memory at once."""
 
@@ -76,6 +94,8 @@ class Pipeline:
                 async for items, early in self._batches(records):
                     if self.engine.stop_requested:
                         break
+                    if self.engine.etags is not None:  # a large export lists from its first batch
+                        self.engine.etags.expect(expected_scale(records))
                     await looked.put(await self.engine.lookup(items, early))
             finally:
                 await looked.put(None)

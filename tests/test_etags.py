@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
 
 import pytest
-from helpers import make_bucket
+from helpers import config_dict, install_meta, make_bucket, write_ndjson
 
-from nacento_sync.config import StorageConfig
+from nacento_sync import Feed, Options, sync
+from nacento_sync.config import Config, StorageConfig
 from nacento_sync.etags import LIST_COST, EtagFinder, ListingCache, choose, folders
 from nacento_sync.storage import Storage
 
@@ -116,3 +118,53 @@ def test_auto_heads_a_handful(populated):
     first, _, requests = asyncio.run(_find(bucket, "auto", paths))
     assert first == {p: etags[p] for p in paths}
     assert requests["LIST"] == 0 and requests["HEAD"] == 6
+
+
+def test_expected_demand_lists_from_the_first_batch(populated):
+    """Three images of folder "a" alone do not pay for a listing; told the run will need ten times as many,
+    the finder lists "a" at once and answers the next batch from the listing."""
+    bucket, etags = populated
+    paths = [p for p in etags if p.startswith("/a/")][:3]
+
+    async def go(scale: float):
+        cfg = StorageConfig(bucket=bucket.name, endpoint=bucket.endpoint, access_key="k", secret_key="s",
+                            path_style=True, prefix=bucket.prefix)
+        async with Storage(cfg, concurrency=8) as storage:
+            finder = EtagFinder(storage, "auto")
+            finder.expect(scale)
+            answers = [await finder.etags(paths), await finder.etags(paths)]
+            return answers, dict(storage.requests)
+
+    (first, second), requests = asyncio.run(go(10))
+    assert first == second == {p: etags[p] for p in paths}
+    assert requests == {"LIST": 1, "HEAD": 0}
+    _, requests = asyncio.run(go(1))
+    assert requests == {"LIST": 0, "HEAD": 6}
+    _, requests = asyncio.run(go(0.5))  # less than what was seen is never assumed
+    assert requests == {"LIST": 0, "HEAD": 6}
+
+
+def test_a_large_export_lists_from_its_first_batch(magento_factory, s3_endpoint, db_params, tmp_path):
+    """A sync of an export file extrapolates each folder's demand to the whole file: no HEAD at all, one
+    LIST per folder. The same records without a size to go by are HEADed until demand builds up."""
+    store = magento_factory()
+    install_meta(store)
+    bucket = make_bucket(s3_endpoint)
+    items = []
+    for i in range(400):
+        sku, path = f"SKU-{i:03d}", f"/{'abcdefgh'[i % 8]}/{'xyz'[i % 3]}/{i:03d}.jpg"
+        store.add_product(sku)
+        bucket.put(path)
+        items.append({"sku": sku, "images": [{"file_path": path.lstrip("/"), "label": f"{sku} " + "x" * 200}]})
+    export = write_ndjson(tmp_path / "big.ndjson", items)  # ~100 KB: many read buffers
+    cfg = config_dict(store, bucket, db_params)
+    config = Config.model_validate(cfg)
+
+    def requests(records) -> dict[str, int]:
+        result = sync(config, records, Options.from_config(config, dry_run=True), json_out=io.StringIO())
+        assert result.status == "ok"
+        return {k: result.s3_requests.get(k, 0) for k in ("HEAD", "LIST")}
+
+    assert requests(Feed([str(export)])) == {"HEAD": 0, "LIST": 8}
+    unsized = requests(list(Feed([str(export)])))
+    assert unsized["HEAD"] >= 50 and unsized["LIST"] == 8  # batch 1 (50 SKUs: ~6 per folder) is HEADed
