@@ -15,8 +15,9 @@ Reference: `floor` = one `stat` per listed file + one streaming read of the gall
 after `nochange`. The target is nochange ≤ 1.5 × floor. Also shown: the `full floor`, which adds what every run
 must do besides (start-up as bench/startup_floor.py does it, and reading the export with `json`); and, to
 tell the backend's share from the engine's, the backend's own look-ups over every path with the warm hash
-cache, without a sync. Prints the figures and
-writes bench/out/filesystem.json.
+cache, without a sync; and the `batched floor`, a second reference: the stats plus the reads that per-batch
+transactions cannot skip (products by SKU, gallery rows, role values, batch by batch, rows only fetched).
+Prints the figures and writes bench/out/filesystem.json.
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ References: `baseline` (the original module's per-image algorithm, bench/baselin
 separate SKUs), `floor` (start-up as bench/startup_floor.py does it + one parallel LIST pass over the
 originals + one streaming read of the gallery tables + multi-row inserts of the rows the scenario wrote + in
 replace mode, its journal written with one fsync per transaction), and the S3 server's own listing rate.
+Each scenario also prints the CPU seconds its own process and each local server (moto, MariaDB, from their
+pid files under .run/) used, and moto's CPU during the LIST pass measured after it.
 """
 
 from __future__ import annotations

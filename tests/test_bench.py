@@ -46,6 +46,8 @@ def test_bench_runs_at_a_tiny_size(tmp_path, db_params):
     assert by["labels"]["stats"]["updated_value"] > 0
     assert by["replace"]["stats"]["deleted"] > 0
     assert all(r["peak_rss_mb"] > 0 and r["speedup_vs_baseline"] for r in s["scenarios"])
+    # Where the CPU went: the run's own process, and the servers' (scripts/services' pid files) when known.
+    assert all(r["cpu_seconds"]["sync"] > 0 and r["list_pass"]["seconds"] > 0 for r in s["scenarios"])
     assert s["rss_1m"]["not_found"] == 300
     assert "no-change re-sync" in res.stdout
 
@@ -61,5 +63,8 @@ def test_filesystem_bench_runs_at_a_tiny_size(tmp_path, db_params):
     assert by["cold"]["stats"]["inserted"] == found and by["cold"]["requests"]["READ"] == found
     assert by["nochange"]["stats"]["skipped_no_change"] == found and by["nochange"]["requests"]["READ"] == 0
     assert s["floor"]["seconds"] > 0 and s["nochange_vs_floor"] > 0
+    bf = s["batched_floor"]
+    assert bf["batched_read_seconds"] > 0 and bf["seconds"] > bf["stat_seconds"] and s["nochange_vs_batched_floor"] > 0
+    assert by["nochange"]["cpu_seconds"]["sync"] > 0
     assert "no-change re-sync ÷ floor" in res.stdout
     assert not (tmp_path / "fs-media").exists()  # the image tree is removed after the run
