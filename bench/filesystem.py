@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from magento_schema import create_magento_store  # noqa: E402
-from run import console, db_params, gallery_read, image_path, run_scenario, stages_line, startup_floor  # noqa: E402
+from run import GALLERY_ROWS, console, db_params, gallery_read, image_path, run_scenario, stages_line, startup_floor  # noqa: E402
 
 from nacento_sync.config import load_config  # noqa: E402
 from nacento_sync.hashcache import SETTLE_NS  # noqa: E402
@@ -138,13 +138,7 @@ def batched_read_pass(database: str, feed: Path, batch: int = 200) -> float:
             cur.execute(f"SELECT entity_id FROM catalog_product_entity WHERE sku IN ({', '.join(['%s'] * len(chunk))})",
                         chunk)
             ids = ", ".join(str(r[0]) for r in cur.fetchall()) or "0"
-            cur.execute("SELECT e.entity_id, g.value_id, g.value, v.record_id, v.label, v.position, v.disabled, "
-                        "m.s3_etag FROM catalog_product_entity_media_gallery_value_to_entity e "
-                        "JOIN catalog_product_entity_media_gallery g ON g.value_id = e.value_id "
-                        "LEFT JOIN catalog_product_entity_media_gallery_value v ON v.value_id = g.value_id "
-                        "AND v.entity_id = e.entity_id AND v.store_id = 0 "
-                        "LEFT JOIN nacento_media_gallery_meta m ON m.record_id = v.record_id "
-                        f"WHERE e.entity_id IN ({ids})")
+            cur.execute(f"{GALLERY_ROWS} WHERE e.entity_id IN ({ids})")
             cur.fetchall()
             cur.execute(f"SELECT entity_id, attribute_id, store_id, value FROM catalog_product_entity_varchar "
                         f"WHERE entity_id IN ({ids}) AND attribute_id IN ({roles})")

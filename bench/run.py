@@ -250,7 +250,8 @@ def run_scenario(name: str, config: Path, feed: Path, out: Path, *extra: str) ->
     seconds = time.perf_counter() - started
     servers = cpu_between(cpu0, server_cpu())
     *log, last = proc.stderr.rstrip("\n").split("\n")
-    code, maxrss_kb, cpu = int(last.split()[0]), int(last.split()[1]), float(last.split()[2])
+    code_text, maxrss_text, cpu_text = last.split()
+    code, maxrss_kb, cpu = int(code_text), int(maxrss_text), float(cpu_text)
     if code != 0:
         sys.exit(f"scenario {name} failed with exit code {code}:\n" + "\n".join(log)[-2000:])
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -306,17 +307,21 @@ def listing_rate(bucket: str) -> float:
     return n / (time.perf_counter() - started)
 
 
+#: The floor's gallery rows: each product's entries with their store-0 values and meta ETags.
+GALLERY_ROWS = ("SELECT e.entity_id, g.value_id, g.value, v.record_id, v.label, v.position, v.disabled, m.s3_etag "
+                "FROM catalog_product_entity_media_gallery_value_to_entity e "
+                "JOIN catalog_product_entity_media_gallery g ON g.value_id = e.value_id "
+                "LEFT JOIN catalog_product_entity_media_gallery_value v ON v.value_id = g.value_id "
+                "AND v.entity_id = e.entity_id AND v.store_id = 0 "
+                "LEFT JOIN nacento_media_gallery_meta m ON m.record_id = v.record_id")
+
+
 def gallery_read(database: str) -> float:
     """The floor's database read: one streaming pass over the gallery tables."""
     conn = pymysql.connect(database=database, cursorclass=pymysql.cursors.SSCursor, **db_params())
     started = time.perf_counter()
     with conn.cursor() as cur:
-        cur.execute("SELECT e.entity_id, g.value_id, g.value, v.record_id, v.label, v.position, v.disabled, m.s3_etag "
-                    "FROM catalog_product_entity_media_gallery_value_to_entity e "
-                    "JOIN catalog_product_entity_media_gallery g ON g.value_id = e.value_id "
-                    "LEFT JOIN catalog_product_entity_media_gallery_value v ON v.value_id = g.value_id "
-                    "AND v.entity_id = e.entity_id AND v.store_id = 0 "
-                    "LEFT JOIN nacento_media_gallery_meta m ON m.record_id = v.record_id")
+        cur.execute(GALLERY_ROWS)
         for _ in cur:
             pass
     seconds = time.perf_counter() - started

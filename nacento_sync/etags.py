@@ -198,8 +198,7 @@ class EtagFinder:
         sizes: Mapping[str, int] = {}
         if self.strategy != "head" and self._might_list(pending):
             sizes = await self._sizes_estimate()
-        demand = self.demand if self.scale == 1.0 else _Scaled(self.demand, self.scale)
-        decision = choose(pending, self.strategy, demand, sizes, self.cache.evicted)
+        decision = choose(pending, self.strategy, _Scaled(self.demand, self.scale), sizes, self.cache.evicted)
         failed: dict[str, StorageFailure] = {}
         if decision.lists:
             outcomes = await asyncio.gather(*(self._list(f) for f in decision.lists))
